@@ -1,0 +1,39 @@
+# The two commands a newcomer needs are `make run` and `make test`; every target
+# installs what it needs into .venv first, from nothing but Python and pip.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run token test lint format clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+## run: the service on loopback, against the local AWS stand-in and identity provider
+run: $(INSTALLED)
+	$(BIN)/python -m standin.launcher
+
+## token SUB=alice NAME="Alice Example": print a token the local setup accepts
+token: $(INSTALLED)
+	@$(BIN)/python -m standin.identity_provider --sub "$(or $(SUB),alice)" $(if $(NAME),--name "$(NAME)")
+
+## test: format check, lint, type check, then the whole test suite
+test: lint
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: $(INSTALLED)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,35 @@
+"""`python -m service`: run the sign-in service from the environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from aiohttp import web
+
+from service.app import create_app
+from service.logs import configure_logging
+from service.settings import Settings, SettingsError
+
+
+def main() -> int:
+    """Start the server; return the process's exit status."""
+    try:
+        settings = Settings.from_environ(os.environ)
+    except SettingsError as error:
+        print(error, file=sys.stderr)  # noqa: T201 -- before logging exists
+        return 2
+
+    configure_logging(settings.log_level, settings.log_format)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Short-lived AWS credentials per user from STS `AssumeRole`, cached until near expiry.
+
+A user's credentials are kept until `CREDENTIALS_REFRESH_MARGIN_SECONDS` before they
+expire, so repeat sign-ins skip STS and every response leaves the client that margin
+to use them. Past the margin the next sign-in refreshes them. If that refresh fails
+because AWS is throttling or down, the old credentials are still served while they
+have at least `CREDENTIALS_STALE_MIN_SECONDS` left: a client with a working session
+beats a `503`. Entries leave the cache at that point, so memory holds nothing that
+could never be served.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import structlog
+from cachetools import TLRUCache
+
+from service.errors import AwsUnavailableError
+from service.singleflight import SingleFlight
+from service.user_ids import role_session_name, source_identity
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sts import STSClient
+    from types_aiobotocore_sts.type_defs import AssumeRoleRequestTypeDef
+
+    from service.aws import AwsGate
+    from service.settings import Settings
+
+__all__ = ["USER_TAG", "CacheStats", "Credentials", "CredentialsCache"]
+
+logger = structlog.get_logger(__name__)
+
+USER_TAG = "UserUUID"
+"""The session tag the role's IAM policy reads as `${aws:PrincipalTag/UserUUID}`."""
+
+Clock = Callable[[], float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Credentials:
+    """One user's temporary AWS credentials."""
+
+    access_key_id: str
+    secret_access_key: str = dataclasses.field(repr=False)
+    session_token: str = dataclasses.field(repr=False)
+    expiration: float
+    """When STS says they expire, in seconds since the epoch."""
+
+    @property
+    def expiration_iso(self) -> str:
+        """The expiry as ISO-8601 UTC, the way the AWS SDKs for JavaScript read it."""
+        moment = datetime.fromtimestamp(self.expiration, UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass(slots=True)
+class CacheStats:
+    """Running counts, read by the metrics endpoint."""
+
+    hits: int = 0
+    misses: int = 0
+    stale_served: int = 0
+
+
+class CredentialsCache:
+    """Hands out a user's credentials, calling STS only when the cache cannot."""
+
+    def __init__(
+        self,
+        sts: STSClient,
+        gate: AwsGate,
+        settings: Settings,
+        *,
+        clock: Clock = time.time,
+    ) -> None:
+        self._sts = sts
+        self._gate = gate
+        self._role_arn = settings.user_role_arn
+        self._duration = settings.credentials_duration_seconds
+        self._refresh_margin = settings.credentials_refresh_margin_seconds
+        self._stale_min = settings.credentials_stale_min_seconds
+        self._set_source_identity = settings.sts_set_source_identity
+        self._clock = clock
+        self._entries: TLRUCache[tuple[str, str], Credentials] = TLRUCache(
+            maxsize=settings.cache_max_users, ttu=self._servable_until, timer=clock
+        )
+        self._flights: SingleFlight[tuple[str, str], Credentials] = SingleFlight()
+        self.stats = CacheStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def fresh(self, chime_id: str) -> Credentials | None:
+        """Return the user's cached credentials if no refresh is due, else None."""
+        cached = self._entries.get((self._role_arn, chime_id))
+        if cached is None or cached.expiration - self._clock() <= self._refresh_margin:
+            return None
+
+        self.stats.hits += 1
+        return cached
+
+    async def for_user(self, chime_id: str) -> Credentials:
+        """Return credentials for the user with at least the refresh margin left."""
+        return self.fresh(chime_id) or await self.refresh(chime_id)
+
+    async def refresh(self, chime_id: str) -> Credentials:
+        """Call STS for the user's credentials; concurrent calls share one request.
+
+        If STS is unavailable, the cached credentials are returned while they have
+        at least the stale minimum left.
+        """
+        key = (self._role_arn, chime_id)
+        cached = self._entries.get(key)
+        self.stats.misses += 1
+        try:
+            return await self._flights.run(key, lambda: self._assume_role(chime_id))
+        except AwsUnavailableError:
+            if cached is None or cached.expiration - self._clock() < self._stale_min:
+                raise
+
+        self.stats.stale_served += 1
+        logger.warning(
+            "serving cached credentials while STS fails",
+            seconds_left=int(cached.expiration - self._clock()),
+        )
+        return cached
+
+    async def aclose(self) -> None:
+        """Stop the refreshes still running, at shutdown."""
+        await self._flights.aclose()
+
+    async def _assume_role(self, chime_id: str) -> Credentials:
+        request: AssumeRoleRequestTypeDef = {
+            "RoleArn": self._role_arn,
+            "RoleSessionName": role_session_name(chime_id),
+            "DurationSeconds": self._duration,
+            "Tags": [{"Key": USER_TAG, "Value": chime_id}],
+        }
+        if self._set_source_identity:
+            request["SourceIdentity"] = source_identity(chime_id)
+
+        response = await self._gate.call(
+            "AssumeRole", lambda: self._sts.assume_role(**request)
+        )
+
+        issued = response["Credentials"]
+        credentials = Credentials(
+            access_key_id=issued["AccessKeyId"],
+            secret_access_key=issued["SecretAccessKey"],
+            session_token=issued["SessionToken"],
+            expiration=issued["Expiration"].timestamp(),
+        )
+        self._entries[(self._role_arn, chime_id)] = credentials
+        return credentials
+
+    def _servable_until(
+        self, _key: tuple[str, str], credentials: Credentials, _now: float
+    ) -> float:
+        return credentials.expiration - self._stale_min

@@ -1,0 +1,73 @@
+"""The HTTP endpoints: sign-in, and the probes an orchestrator asks."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Final
+
+import structlog
+from aiohttp import web
+
+from service.app_state import LIFECYCLE, SIGN_IN, VERIFIER
+from service.bearer import bearer_token
+from service.problems import problem_response
+
+if TYPE_CHECKING:
+    from service.signin import SignInResult
+
+__all__ = ["healthz", "readyz", "sign_in"]
+
+# Credentials must never be stored by a browser or a proxy on the way.
+_NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+async def sign_in(request: web.Request) -> web.Response:
+    """Exchange the bearer token for Chime messaging credentials."""
+    token = bearer_token(request)
+
+    result = await request.app[SIGN_IN].sign_in(token)
+
+    structlog.contextvars.bind_contextvars(cache="hit" if result.cache_hit else "miss")
+    return web.Response(
+        body=_sign_in_body(result),
+        content_type="application/json",
+        headers=_NO_STORE,
+    )
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Answer while the process can answer at all; it checks no dependency."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Answer 200 only while the service can sign users in and is not shutting down."""
+    lifecycle = request.app[LIFECYCLE]
+    problems = []
+    if lifecycle.shutting_down:
+        problems.append("shutting down")
+    if not lifecycle.aws_open:
+        problems.append("AWS clients are not open")
+    if not request.app[VERIFIER].ready:
+        problems.append("identity provider keys are not loaded")
+
+    if problems:
+        return problem_response(503, "; ".join(problems))
+    return web.json_response({"status": "ready"})
+
+
+def _sign_in_body(result: SignInResult) -> bytes:
+    credentials = result.credentials
+    return json.dumps(
+        {
+            "ChimeAppInstanceUserArn": result.user.arn,
+            "ChimeUserId": result.chime_user_id,
+            "ChimeCredentials": {
+                "AccessKeyId": credentials.access_key_id,
+                "SecretAccessKey": credentials.secret_access_key,
+                "SessionToken": credentials.session_token,
+                "Expiration": credentials.expiration_iso,
+            },
+            "ChimeDisplayName": result.user.name,
+        }
+    ).encode()

@@ -1,0 +1,177 @@
+"""An identity provider's signing keys, fetched from its JWKS URL and kept fresh.
+
+Fetching never happens on the path of a sign-in whose key is known: a background
+task refreshes the set on the provider's schedule (`Cache-Control: max-age`, within
+bounds). A token naming an unknown `kid` (the provider rotated keys) triggers one
+refetch, at most once per cooldown window, so a flood of made-up `kid`s costs the
+provider one request per window. When the provider is down the last good set stays
+in use for `STALE_LIMIT_SECONDS`; a key the provider removed stops verifying at the
+next successful refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import TYPE_CHECKING, Final
+
+import aiohttp
+import structlog
+
+from service.keys import VerificationKey, key_from_jwk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ["JwksKeySource"]
+
+logger = structlog.get_logger(__name__)
+
+DEFAULT_REFRESH_SECONDS: Final = 300.0
+MIN_REFRESH_SECONDS: Final = 30.0
+MAX_REFRESH_SECONDS: Final = 86_400.0
+RETRY_MIN_SECONDS: Final = 1.0
+RETRY_MAX_SECONDS: Final = 60.0
+STALE_LIMIT_SECONDS: Final = 86_400.0
+FETCH_TIMEOUT_SECONDS: Final = 5.0
+MAX_JWKS_BYTES: Final = 1 << 20
+
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*(\d+)", re.IGNORECASE)
+
+
+class JwksError(Exception):
+    """The JWKS endpoint did not give a usable key set."""
+
+
+class JwksKeySource:
+    """The current keys of one JWKS URL."""
+
+    def __init__(
+        self,
+        url: str,
+        session: aiohttp.ClientSession,
+        *,
+        algorithms: frozenset[str],
+        refetch_cooldown_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = url
+        self._session = session
+        self._algorithms = algorithms
+        self._cooldown = refetch_cooldown_seconds
+        self._clock = clock
+        self._keys: dict[str | None, VerificationKey] = {}
+        self._loaded_at: float | None = None
+        self._last_attempt = float("-inf")
+        self._fetching: asyncio.Task[float] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether a key set is loaded and not older than the stale limit."""
+        return (
+            self._loaded_at is not None
+            and self._clock() - self._loaded_at < STALE_LIMIT_SECONDS
+        )
+
+    async def key_for(self, kid: str | None) -> VerificationKey | None:
+        """Return the key for `kid`, refetching once if it is unknown."""
+        key = self._lookup(kid)
+        if key is None and self._clock() - self._last_attempt >= self._cooldown:
+            try:
+                await asyncio.shield(self._refresh())
+            except JwksError:
+                return None
+            key = self._lookup(kid)
+        return key
+
+    async def keep_fresh(self) -> None:
+        """Refresh the key set forever, on the provider's schedule; run as a task."""
+        delay = RETRY_MIN_SECONDS
+        while True:
+            try:
+                wait = await asyncio.shield(self._refresh())
+            except JwksError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+
+            delay = RETRY_MIN_SECONDS
+            await asyncio.sleep(wait)
+
+    def _lookup(self, kid: str | None) -> VerificationKey | None:
+        if not self.ready:
+            return None
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        return self._keys.get(kid)
+
+    def _refresh(self) -> asyncio.Task[float]:
+        # One fetch at a time, shared by the schedule and unknown-kid refetches.
+        if self._fetching is None or self._fetching.done():
+            self._last_attempt = self._clock()
+            self._fetching = asyncio.ensure_future(self._fetch())
+        return self._fetching
+
+    async def _fetch(self) -> float:
+        """Fetch and install the key set; return seconds until the next refresh."""
+        try:
+            async with self._session.get(
+                self._url,
+                timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS),
+                allow_redirects=False,
+            ) as response:
+                response.raise_for_status()
+                body = await response.content.read(MAX_JWKS_BYTES + 1)
+                max_age = _max_age(response.headers.get("Cache-Control", ""))
+            document = _parse(body)
+        except (aiohttp.ClientError, TimeoutError, ValueError, TypeError) as error:
+            logger.warning(
+                "jwks fetch failed", url=self._url, error=type(error).__name__
+            )
+            raise JwksError(str(error)) from error
+
+        keys = self._keys_of(document)
+        if not keys:
+            logger.warning("jwks holds no usable signing key", url=self._url)
+            raise JwksError("no usable signing key")
+
+        self._keys = keys
+        self._loaded_at = self._clock()
+        logger.info("jwks loaded", url=self._url, keys=len(keys))
+        return max_age
+
+    def _keys_of(
+        self, document: Mapping[str, object]
+    ) -> dict[str | None, VerificationKey]:
+        entries = document.get("keys")
+        if not isinstance(entries, list):
+            return {}
+
+        keys: dict[str | None, VerificationKey] = {}
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            kid = entry.get("kid")
+            key = key_from_jwk(entry, self._algorithms)
+            if key is not None and (kid is None or isinstance(kid, str)):
+                keys[kid] = key
+        return keys
+
+
+def _parse(body: bytes) -> Mapping[str, object]:
+    if len(body) > MAX_JWKS_BYTES:
+        raise ValueError("the JWKS document is too large")
+
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise TypeError("the JWKS document is not a JSON object")
+    return document
+
+
+def _max_age(cache_control: str) -> float:
+    match = _MAX_AGE.search(cache_control)
+    if match is None:
+        return DEFAULT_REFRESH_SECONDS
+    return min(max(float(match[1]), MIN_REFRESH_SECONDS), MAX_REFRESH_SECONDS)

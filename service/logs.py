@@ -1,0 +1,135 @@
+"""Logging: structlog, one JSON line per event in production, and no secrets ever.
+
+Every log line, the service's own and those of aiohttp and botocore, passes through
+`redact`, which blanks values under sensitive names and anything shaped like a JWT or
+a session token, wherever it appears. The access log is one line per request with
+the request id, which is taken from `X-Request-ID` when it is well-formed and echoed
+in the response either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+import structlog
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
+
+    from service.settings import LogFormat
+
+__all__ = ["REDACTED", "access_log_middleware", "configure_logging", "redact"]
+
+REDACTED: Final = "[redacted]"
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+
+_SENSITIVE_KEY = re.compile(
+    r"secret|token|authorization|password|credential|signature", re.IGNORECASE
+)
+# A JWS compact serialisation, whole or cut: base64url header starting "eyJ".
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){0,2}")
+# STS session tokens and other long base64 runs that no log needs.
+_LONG_BASE64 = re.compile(r"[A-Za-z0-9+/]{80,}={0,2}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+# Libraries whose debug output carries request and response bodies.
+_QUIET_LIBRARIES: Final = ("botocore", "aiobotocore", "urllib3")
+
+access_logger = structlog.get_logger("service.access")
+
+
+def redact(
+    _logger: object, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Blank every secret in a log event, by key name and by shape."""
+    return {key: _redacted(key, value) for key, value in event.items()}
+
+
+def _redacted(key: str, value: object) -> object:
+    if key != "event" and _SENSITIVE_KEY.search(key):
+        return REDACTED
+    if isinstance(value, str):
+        return _LONG_BASE64.sub(REDACTED, _JWT.sub(REDACTED, value))
+    if isinstance(value, Mapping):
+        return {str(k): _redacted(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted("", item) for item in value]
+    return value
+
+
+def configure_logging(
+    level: str, log_format: LogFormat, *, stream: TextIO | None = None
+) -> None:
+    """Send structlog's and the standard library's records to `stream` as one format."""
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact,
+    ]
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
+
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.WriteLoggerFactory(stream or sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(numeric_level, logging.INFO))
+
+
+@web.middleware
+async def access_log_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Bind a request id for the request's logs, and log one line when it ends."""
+    request_id = _request_id(request.headers.get(REQUEST_ID_HEADER))
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+
+    response = await handler(request)
+
+    response.headers[REQUEST_ID_HEADER] = request_id
+    access_logger.info(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return response
+
+
+def _request_id(given: str | None) -> str:
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex

@@ -1,0 +1,362 @@
+"""The service's settings: one frozen object, built from the environment at startup.
+
+Nothing reads the environment at import time. `Settings.from_environ` checks every
+variable and reports all problems at once, so an operator fixes a deployment in one
+round instead of one crash per typo. Tests build `Settings` directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from jwt.algorithms import get_default_algorithms
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ["LogFormat", "Settings", "SettingsError"]
+
+LogFormat = Literal["json", "console"]
+
+_T = TypeVar("_T")
+
+# Account ids are 12 digits; partitions are aws, aws-cn, aws-us-gov, ...
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_APP_INSTANCE_ARN = re.compile(
+    r"arn:aws[a-z-]*:chime:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d):\d{12}"
+    r":app-instance/[A-Za-z0-9-]{1,64}"
+)
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d")
+
+# RFC 7518 families: a configuration holds keys of one family only, so a public
+# key can never be used as an HMAC secret (the classic algorithm-confusion attack).
+_HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+_ASYMMETRIC_ALGORITHMS = frozenset(
+    {
+        "RS256",
+        "RS384",
+        "RS512",
+        "PS256",
+        "PS384",
+        "PS512",
+        "ES256",
+        "ES384",
+        "ES512",
+        "EdDSA",
+    }
+)
+
+# RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output.
+_MIN_HMAC_SECRET_BYTES = 32
+
+# STS caps a session at 12 hours and refuses less than 15 minutes.
+_MIN_DURATION_SECONDS = 900
+_MAX_DURATION_SECONDS = 43_200
+
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class SettingsError(Exception):
+    """The environment does not describe a runnable service; `problems` says why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(
+            "invalid settings:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+        self.problems = problems
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the service is told by its operator."""
+
+    user_role_arn: str
+    chime_app_instance_arn: str
+    aws_region: str
+    jwt_issuer: str
+    jwt_audience: tuple[str, ...]
+    jwt_jwks_url: str | None = None
+    jwt_public_key_pem: bytes | None = dataclasses.field(default=None, repr=False)
+    jwt_secret: str | None = dataclasses.field(default=None, repr=False)
+    jwt_algorithms: tuple[str, ...] = ("RS256",)
+    jwt_leeway_seconds: int = 30
+    jwt_user_id_claim: str = "sub"
+    jwt_display_name_claims: tuple[str, ...] = ("name", "preferred_username")
+    jwt_jwks_refetch_cooldown_seconds: float = 10.0
+    credentials_duration_seconds: int = 3600
+    credentials_refresh_margin_seconds: int = 300
+    credentials_stale_min_seconds: int = 120
+    cache_max_users: int = 100_000
+    sign_in_deadline_seconds: float = 10.0
+    aws_max_concurrency: int = 64
+    aws_queue_timeout_seconds: float = 2.0
+    aws_connect_timeout_seconds: float = 2.0
+    aws_read_timeout_seconds: float = 5.0
+    aws_max_attempts: int = 3
+    sts_set_source_identity: bool = False
+    host: str = "0.0.0.0"  # noqa: S104 -- a container must listen beyond loopback
+    port: int = 8080
+    log_level: str = "info"
+    log_format: LogFormat = "json"
+    shutdown_drain_seconds: float = 5.0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and check every variable; raise `SettingsError` listing all problems."""
+        reader = _EnvironmentReader(environ)
+
+        app_instance_arn = reader.matching("CHIME_APP_INSTANCE_ARN", _APP_INSTANCE_ARN)
+        region = _region(reader, app_instance_arn)
+        secret = reader.optional("JWT_SECRET")
+        pem_path = reader.optional("JWT_PUBLIC_KEY_FILE")
+        jwks_url = reader.optional("JWT_JWKS_URL")
+        algorithms = _algorithms(reader, has_secret=secret is not None)
+        duration = reader.integer(
+            "CREDENTIALS_DURATION_SECONDS",
+            3600,
+            _MIN_DURATION_SECONDS,
+            _MAX_DURATION_SECONDS,
+        )
+        margin = reader.integer("CREDENTIALS_REFRESH_MARGIN_SECONDS", 300, 0, duration)
+        stale_min = reader.integer("CREDENTIALS_STALE_MIN_SECONDS", 120, 0, duration)
+
+        _check_key_source(reader, secret, pem_path, jwks_url)
+        if stale_min > margin:
+            reader.problem(
+                "CREDENTIALS_STALE_MIN_SECONDS must not exceed "
+                "CREDENTIALS_REFRESH_MARGIN_SECONDS"
+            )
+
+        settings = cls(
+            user_role_arn=reader.matching("USER_ROLE_ARN", _ROLE_ARN),
+            chime_app_instance_arn=app_instance_arn,
+            aws_region=region,
+            jwt_issuer=reader.url("JWT_ISSUER", required=True) or "",
+            jwt_audience=reader.csv("JWT_AUDIENCE", required=True),
+            jwt_jwks_url=reader.url("JWT_JWKS_URL", required=False),
+            jwt_public_key_pem=_read_pem(reader, pem_path),
+            jwt_secret=secret,
+            jwt_algorithms=algorithms,
+            jwt_leeway_seconds=reader.integer("JWT_LEEWAY_SECONDS", 30, 0, 300),
+            jwt_user_id_claim=reader.optional("JWT_USER_ID_CLAIM") or "sub",
+            jwt_display_name_claims=reader.csv("JWT_DISPLAY_NAME_CLAIMS")
+            or ("name", "preferred_username"),
+            jwt_jwks_refetch_cooldown_seconds=reader.number(
+                "JWT_JWKS_REFETCH_COOLDOWN_SECONDS", 10.0, 0.0, 3600.0
+            ),
+            credentials_duration_seconds=duration,
+            credentials_refresh_margin_seconds=margin,
+            credentials_stale_min_seconds=stale_min,
+            cache_max_users=reader.integer("CACHE_MAX_USERS", 100_000, 1, 10_000_000),
+            sign_in_deadline_seconds=reader.number(
+                "SIGN_IN_DEADLINE_SECONDS", 10.0, 0.1, 120.0
+            ),
+            aws_max_concurrency=reader.integer("AWS_MAX_CONCURRENCY", 64, 1, 4096),
+            aws_queue_timeout_seconds=reader.number(
+                "AWS_QUEUE_TIMEOUT_SECONDS", 2.0, 0.0, 60.0
+            ),
+            aws_connect_timeout_seconds=reader.number(
+                "AWS_CONNECT_TIMEOUT_SECONDS", 2.0, 0.1, 60.0
+            ),
+            aws_read_timeout_seconds=reader.number(
+                "AWS_READ_TIMEOUT_SECONDS", 5.0, 0.1, 120.0
+            ),
+            aws_max_attempts=reader.integer("AWS_MAX_ATTEMPTS", 3, 1, 10),
+            sts_set_source_identity=reader.boolean("STS_SET_SOURCE_IDENTITY"),
+            host=reader.optional("HOST") or "0.0.0.0",  # noqa: S104 -- as above
+            port=reader.integer("PORT", 8080, 1, 65_535),
+            log_level=reader.choice("LOG_LEVEL", _LOG_LEVELS, "info"),
+            log_format=_log_format(reader),
+            shutdown_drain_seconds=reader.number(
+                "SHUTDOWN_DRAIN_SECONDS", 5.0, 0.0, 300.0
+            ),
+        )
+
+        reader.raise_if_any()
+        return settings
+
+    @property
+    def uses_hmac(self) -> bool:
+        """Whether tokens are verified with a shared secret rather than public keys."""
+        return self.jwt_secret is not None
+
+
+class _EnvironmentReader:
+    """Reads variables, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._problems: list[str] = []
+
+    def problem(self, message: str) -> None:
+        self._problems.append(message)
+
+    def raise_if_any(self) -> None:
+        if self._problems:
+            raise SettingsError(self._problems)
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            self.problem(f"{name} is required")
+            return ""
+        return value
+
+    def matching(self, name: str, pattern: re.Pattern[str]) -> str:
+        value = self.required(name)
+        if value and pattern.fullmatch(value) is None:
+            self.problem(f"{name} is not a valid ARN: {value!r}")
+        return value
+
+    def csv(self, name: str, *, required: bool = False) -> tuple[str, ...]:
+        raw = self.required(name) if required else self.optional(name) or ""
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int) -> int:
+        return self._bounded(name, default, minimum, maximum, int)
+
+    def number(
+        self, name: str, default: float, minimum: float, maximum: float
+    ) -> float:
+        return self._bounded(name, default, minimum, maximum, float)
+
+    def boolean(self, name: str) -> bool:
+        raw = (self.optional(name) or "false").lower()
+        if raw not in {"true", "false", "1", "0", "yes", "no"}:
+            self.problem(f"{name} must be true or false, not {raw!r}")
+        return raw in {"true", "1", "yes"}
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = (self.optional(name) or default).lower()
+        if value not in allowed:
+            self.problem(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
+    def url(self, name: str, *, required: bool) -> str | None:
+        value = self.required(name) if required else self.optional(name)
+        if not value:
+            return None
+
+        parts = urlsplit(value)
+        if parts.scheme not in {"https", "http"} or not parts.hostname:
+            self.problem(f"{name} must be an https:// URL, not {value!r}")
+        return value
+
+    def _bounded(
+        self,
+        name: str,
+        default: _T,
+        minimum: _T,
+        maximum: _T,
+        parse: Callable[[str], _T],
+    ) -> _T:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+
+        try:
+            value = parse(raw)
+        except ValueError:
+            self.problem(f"{name} must be a number, not {raw!r}")
+            return default
+
+        if not minimum <= value <= maximum:  # type: ignore[operator]  # int or float
+            self.problem(f"{name} must be between {minimum} and {maximum}, not {raw}")
+        return value
+
+
+def _region(reader: _EnvironmentReader, app_instance_arn: str) -> str:
+    match = _APP_INSTANCE_ARN.fullmatch(app_instance_arn)
+    arn_region = match["region"] if match else ""
+    region = reader.optional("AWS_REGION") or arn_region
+    if region and _REGION.fullmatch(region) is None:
+        reader.problem(f"AWS_REGION is not a region name: {region!r}")
+    elif arn_region and region != arn_region:
+        reader.problem(
+            f"AWS_REGION {region!r} does not match the region of "
+            f"CHIME_APP_INSTANCE_ARN ({arn_region!r})"
+        )
+    return region
+
+
+def _algorithms(reader: _EnvironmentReader, *, has_secret: bool) -> tuple[str, ...]:
+    default = ("HS256",) if has_secret else ("RS256",)
+    algorithms = reader.csv("JWT_ALGORITHMS") or default
+    family = _HMAC_ALGORITHMS if has_secret else _ASYMMETRIC_ALGORITHMS
+    known = get_default_algorithms()
+    for algorithm in algorithms:
+        if algorithm not in known or algorithm not in family:
+            kind = "a shared secret" if has_secret else "public keys"
+            reader.problem(
+                f"JWT_ALGORITHMS: {algorithm!r} cannot be used with {kind}; "
+                f"choose from {', '.join(sorted(family))}"
+            )
+    return algorithms
+
+
+def _check_key_source(
+    reader: _EnvironmentReader,
+    secret: str | None,
+    pem_path: str | None,
+    jwks_url: str | None,
+) -> None:
+    given = [v for v in (secret, pem_path, jwks_url) if v is not None]
+    if len(given) != 1:
+        reader.problem(
+            "exactly one of JWT_JWKS_URL, JWT_PUBLIC_KEY_FILE and JWT_SECRET "
+            "is required"
+        )
+    if secret is not None and len(secret.encode()) < _MIN_HMAC_SECRET_BYTES:
+        reader.problem(
+            f"JWT_SECRET must be at least {_MIN_HMAC_SECRET_BYTES} bytes long"
+        )
+
+
+def _read_pem(reader: _EnvironmentReader, path: str | None) -> bytes | None:
+    if path is None:
+        return None
+
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as error:
+        reader.problem(f"JWT_PUBLIC_KEY_FILE cannot be read: {error.strerror}")
+        return None
+
+    if b"PRIVATE KEY" in pem:
+        reader.problem("JWT_PUBLIC_KEY_FILE holds a private key; give the public key")
+        return None
+
+    try:
+        serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        reader.problem("JWT_PUBLIC_KEY_FILE is not a PEM public key")
+        return None
+    return pem
+
+
+def _log_format(reader: _EnvironmentReader) -> LogFormat:
+    value = reader.choice("LOG_FORMAT", ("json", "console"), "json")
+    return "console" if value == "console" else "json"
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` points at this machine, where plain http cannot be snooped."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

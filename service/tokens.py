@@ -1,0 +1,166 @@
+"""Verifying the identity provider's JWT and reading the user out of it.
+
+PyJWT does the cryptography; this module decides what a valid token is for this
+service: the algorithm comes from the operator's allow-list and must suit the key,
+`exp`, `iat` and `iss` are required, time claims must be JSON numbers, and the user
+id must be a non-empty string. Whatever a token holds, verifying it ends in a
+`Principal` or an `InvalidTokenError` whose message is safe to show the client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import TYPE_CHECKING, Any, Final
+
+import jwt
+import structlog
+
+from service.errors import InvalidTokenError, KeysUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from service.keys import KeySource
+    from service.settings import Settings
+
+__all__ = ["MAX_DISPLAY_NAME_UNITS", "Principal", "TokenVerifier", "display_name_of"]
+
+logger = structlog.get_logger(__name__)
+
+MAX_DISPLAY_NAME_UNITS: Final = 100
+"""Chime's `Name` limit, counted as AWS counts: UTF-16 code units."""
+
+MAX_USER_ID_LENGTH: Final = 1024
+_TIME_CLAIMS: Final = ("exp", "iat", "nbf")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified token says the caller is."""
+
+    user_id: str
+    display_name: str
+
+
+class TokenVerifier:
+    """Turns a bearer token into a `Principal`, or refuses it."""
+
+    def __init__(self, settings: Settings, keys: KeySource) -> None:
+        self._keys = keys
+        self._algorithms = frozenset(settings.jwt_algorithms)
+        self._issuer = settings.jwt_issuer
+        self._audience = list(settings.jwt_audience)
+        self._leeway = settings.jwt_leeway_seconds
+        self._user_id_claim = settings.jwt_user_id_claim
+        self._name_claims = settings.jwt_display_name_claims
+        self._decoder = jwt.PyJWT(
+            options={
+                "require": ["exp", "iat", "iss", settings.jwt_user_id_claim],
+                "verify_signature": True,
+                # The user-id claim is checked below, whichever claim it is.
+                "verify_sub": False,
+                "verify_jti": False,
+            }
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Whether keys are loaded, so tokens can be verified."""
+        return self._keys.ready
+
+    async def verify(self, token: str) -> Principal:
+        """Return who the token names, or raise `InvalidTokenError`."""
+        header = _unverified_header(token)
+        algorithm = header.get("alg")
+        if algorithm not in self._algorithms:
+            raise InvalidTokenError("the token's algorithm is not accepted")
+
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidTokenError("the token's key id is malformed")
+
+        key = await self._keys.key_for(kid)
+        if key is None:
+            if not self._keys.ready:
+                raise KeysUnavailableError("the identity provider's keys are loading")
+            raise InvalidTokenError("the token is signed with an unknown key")
+        if algorithm not in key.algorithms:
+            raise InvalidTokenError("the token's algorithm does not suit its key")
+
+        claims = self._decode(token, key.key, algorithm)
+        return self._principal(claims)
+
+    def _decode(self, token: str, key: object, algorithm: str) -> dict[str, Any]:
+        try:
+            claims = self._decoder.decode(
+                token,
+                key,  # type: ignore[arg-type]  # a key object PyJWT accepts
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidTokenError("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidTokenError("the token is not valid yet") from None
+        except (jwt.InvalidIssuerError, jwt.InvalidAudienceError):
+            raise InvalidTokenError("the token is not meant for this service") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise InvalidTokenError(
+                f"the token lacks the {error.claim} claim"
+            ) from None
+        except jwt.InvalidSignatureError:
+            raise InvalidTokenError("the token's signature does not verify") from None
+        except Exception as error:  # noqa: BLE001 -- any input, any library: a 401
+            logger.debug("token refused", error=type(error).__name__)
+            raise InvalidTokenError("the token is malformed") from None
+
+        for claim in _TIME_CLAIMS:
+            value = claims.get(claim)
+            if claim in claims and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
+                raise InvalidTokenError(f"the token's {claim} claim is not a number")
+        return claims
+
+    def _principal(self, claims: Mapping[str, Any]) -> Principal:
+        user_id = claims.get(self._user_id_claim)
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise InvalidTokenError(
+                f"the token's {self._user_id_claim} claim is not a user id"
+            )
+        if len(user_id) > MAX_USER_ID_LENGTH:
+            raise InvalidTokenError(
+                f"the token's {self._user_id_claim} claim is too long"
+            )
+
+        candidates = (claims.get(claim) for claim in self._name_claims)
+        name = next((display_name_of(c) for c in candidates if isinstance(c, str)), "")
+        return Principal(user_id=user_id, display_name=name or display_name_of(user_id))
+
+
+def display_name_of(raw: str) -> str:
+    """Clean a name for Chime: no control characters, runs of white space folded.
+
+    The result is cut to Chime's limit of 100 UTF-16 code units without splitting a
+    surrogate pair; it is empty when nothing printable remains.
+    """
+    printable = raw.encode("utf-8", "replace").decode("utf-8")  # lone surrogates
+    name = " ".join(_CONTROL_CHARACTERS.sub(" ", printable).split())
+    units = name.encode("utf-16-le", "surrogatepass")
+    if len(units) > 2 * MAX_DISPLAY_NAME_UNITS:
+        name = units[: 2 * MAX_DISPLAY_NAME_UNITS].decode("utf-16-le", "ignore")
+    return name.rstrip()
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except Exception:  # noqa: BLE001 -- any input, any library: a 401
+        raise InvalidTokenError("the token is malformed") from None
+    if not isinstance(header, dict):
+        raise InvalidTokenError("the token is malformed")
+    return header

@@ -1,0 +1,1 @@
+"""The test suite: the real app and the stand-in, over real HTTP."""
