@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
-from aiohttp import web
-
-from service.app import create_app
 from service.logs import configure_logging
+from service.server import serve
 from service.settings import Settings, SettingsError
 
 
@@ -21,13 +20,7 @@ def main() -> int:
         return 2
 
     configure_logging(settings.log_level, settings.log_format)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-    )
+    asyncio.run(serve(settings))
     return 0
 
 

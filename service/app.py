@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 import aiohttp
+import aiohttp_cors
 import structlog
 from aiohttp import web
 
@@ -22,6 +23,7 @@ from service.app_state import (
     CREDENTIALS,
     GATE,
     LIFECYCLE,
+    METRICS,
     SETTINGS,
     SIGN_IN,
     USERS,
@@ -34,6 +36,7 @@ from service.credentials import CredentialsCache
 from service.jwks import JwksKeySource
 from service.keys import KeySource, static_key_source
 from service.logs import access_log_middleware
+from service.metrics import CacheCollector, Metrics, metrics_middleware
 from service.problems import problem_middleware
 from service.settings import Settings, is_loopback_url
 from service.signin import SignIn
@@ -41,6 +44,8 @@ from service.tokens import TokenVerifier
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+
+    from aiohttp.typedefs import Handler
 
 __all__ = ["create_app"]
 
@@ -56,22 +61,69 @@ def create_app(
     settings: Settings, *, clock: Callable[[], float] = time.time
 ) -> web.Application:
     """Build the service for `settings`; `clock` is wall-clock time, for tests."""
+    metrics = Metrics()
     app = web.Application(
-        middlewares=[access_log_middleware, problem_middleware],
+        middlewares=[
+            access_log_middleware,
+            _close_connections_while_draining,
+            metrics_middleware(metrics),
+            problem_middleware,
+        ],
         client_max_size=_MAX_BODY_BYTES,
         handler_args={"max_field_size": _MAX_HEADER_BYTES},
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[LIFECYCLE] = Lifecycle()
+    app[METRICS] = metrics
 
     app.cleanup_ctx.append(_identity_provider_keys)
     app.cleanup_ctx.append(_aws)
 
-    app.router.add_post("/v1/sign-in", handlers.sign_in)
+    sign_in = app.router.add_post("/v1/sign-in", handlers.sign_in)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/metrics", handlers.metrics)
+
+    _allow_browser_origins(app, sign_in, settings.cors_allowed_origins)
     return app
+
+
+@web.middleware
+async def _close_connections_while_draining(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """While draining, ask keep-alive clients to reconnect, to another replica.
+
+    Kubernetes stops routing new connections to a pod that is not ready, but a
+    client's open keep-alive connection would stay on it until it dies.
+    """
+    response = await handler(request)
+    if request.app[LIFECYCLE].shutting_down:
+        response.force_close()
+    return response
+
+
+def _allow_browser_origins(
+    app: web.Application, sign_in: web.AbstractRoute, origins: tuple[str, ...]
+) -> None:
+    """Let browser clients on `origins` call sign-in, preflight included.
+
+    The token travels in the Authorization header, not in a cookie, so browsers are
+    not asked to send credentials, and no wildcard origin is ever allowed.
+    """
+    if not origins:
+        return
+
+    options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]  # aiohttp-cors has no annotations on this class
+        allow_credentials=False,
+        allow_headers=("Authorization", "Content-Type", "X-Request-ID"),
+        expose_headers=("X-Request-ID",),
+        allow_methods=("POST",),
+        max_age=600,
+    )
+    cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
+    cors.add(sign_in)
 
 
 async def _identity_provider_keys(app: web.Application) -> AsyncIterator[None]:
@@ -85,10 +137,7 @@ async def _identity_provider_keys(app: web.Application) -> AsyncIterator[None]:
 
     async with aiohttp.ClientSession() as session:
         jwks = JwksKeySource(
-            settings.jwt_jwks_url,
-            session,
-            algorithms=frozenset(settings.jwt_algorithms),
-            refetch_cooldown_seconds=settings.jwt_jwks_refetch_cooldown_seconds,
+            settings, session, on_fetch=app[METRICS].observe_jwks_refresh
         )
         source: KeySource = jwks
         app[VERIFIER] = TokenVerifier(settings, source)
@@ -104,9 +153,11 @@ async def _identity_provider_keys(app: web.Application) -> AsyncIterator[None]:
 
 async def _aws(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    metrics = app[METRICS]
     gate = AwsGate(
         max_concurrency=settings.aws_max_concurrency,
         queue_timeout_seconds=settings.aws_queue_timeout_seconds,
+        observer=metrics.observe_aws_call,
     )
 
     async with open_aws_clients(settings) as clients:
@@ -127,9 +178,17 @@ async def _aws(app: web.Application) -> AsyncIterator[None]:
             deadline_seconds=settings.sign_in_deadline_seconds,
         )
         app[LIFECYCLE].aws_open = True
+        unregister = metrics.read_at_scrape(
+            CacheCollector(
+                credentials_stats=credentials.stats_and_size,
+                users_cached=users.__len__,
+                aws_in_flight=lambda: gate.in_flight,
+            )
+        )
 
         yield
 
+        unregister()
         app[LIFECYCLE].aws_open = False
         await credentials.aclose()
         await users.aclose()

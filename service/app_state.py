@@ -10,6 +10,7 @@ from aiohttp import web
 from service.aws import AwsGate
 from service.chime import AppInstanceUsers
 from service.credentials import CredentialsCache
+from service.metrics import Metrics
 from service.settings import Settings
 from service.signin import SignIn
 from service.tokens import TokenVerifier
@@ -22,6 +23,7 @@ __all__ = [
     "CREDENTIALS",
     "GATE",
     "LIFECYCLE",
+    "METRICS",
     "SETTINGS",
     "SIGN_IN",
     "USERS",
@@ -41,6 +43,7 @@ class Lifecycle:
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+METRICS = web.AppKey("metrics", Metrics)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 GATE = web.AppKey("gate", AwsGate)
 CREDENTIALS = web.AppKey("credentials", CredentialsCache)

@@ -57,6 +57,9 @@ class AppInstanceUsers:
         self._renames: SingleFlight[tuple[str, str], None] = SingleFlight()
         self._background: set[asyncio.Task[None]] = set()
 
+    def __len__(self) -> int:
+        return len(self._known)
+
     def known(self, chime_id: str, name: str) -> AppInstanceUser | None:
         """Return the user if they exist with this name already, else None."""
         user = self._known.get(chime_id)

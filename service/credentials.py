@@ -95,6 +95,11 @@ class CredentialsCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def stats_and_size(self) -> tuple[int, int, int, int]:
+        """Return hits, misses, stale serves and entries, for the metrics."""
+        stats = self.stats
+        return stats.hits, stats.misses, stats.stale_served, len(self._entries)
+
     def fresh(self, chime_id: str) -> Credentials | None:
         """Return the user's cached credentials if no refresh is due, else None."""
         cached = self._entries.get((self._role_arn, chime_id))

@@ -7,15 +7,17 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.app_state import LIFECYCLE, SIGN_IN, VERIFIER
+from service.app_state import LIFECYCLE, METRICS, SIGN_IN, VERIFIER
 from service.bearer import bearer_token
+from service.errors import SignInError
 from service.problems import problem_response
 
 if TYPE_CHECKING:
     from service.signin import SignInResult
 
-__all__ = ["healthz", "readyz", "sign_in"]
+__all__ = ["healthz", "metrics", "readyz", "sign_in"]
 
 # Credentials must never be stored by a browser or a proxy on the way.
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -23,10 +25,15 @@ _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 async def sign_in(request: web.Request) -> web.Response:
     """Exchange the bearer token for Chime messaging credentials."""
-    token = bearer_token(request)
+    metrics = request.app[METRICS]
+    try:
+        token = bearer_token(request)
+        result = await request.app[SIGN_IN].sign_in(token)
+    except SignInError as error:
+        metrics.observe_sign_in(error)
+        raise
 
-    result = await request.app[SIGN_IN].sign_in(token)
-
+    metrics.observe_sign_in(None)
     structlog.contextvars.bind_contextvars(cache="hit" if result.cache_hit else "miss")
     return web.Response(
         body=_sign_in_body(result),
@@ -54,6 +61,14 @@ async def readyz(request: web.Request) -> web.Response:
     if problems:
         return problem_response(503, "; ".join(problems))
     return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Serve the metrics in Prometheus' text format."""
+    return web.Response(
+        body=request.app[METRICS].exposition(),
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
+    )
 
 
 def _sign_in_body(result: SignInResult) -> bytes:

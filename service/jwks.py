@@ -25,6 +25,8 @@ from service.keys import VerificationKey, key_from_jwk
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from service.settings import Settings
+
 __all__ = ["JwksKeySource"]
 
 logger = structlog.get_logger(__name__)
@@ -50,17 +52,20 @@ class JwksKeySource:
 
     def __init__(
         self,
-        url: str,
+        settings: Settings,
         session: aiohttp.ClientSession,
         *,
-        algorithms: frozenset[str],
-        refetch_cooldown_seconds: float,
+        on_fetch: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._url = url
+        if settings.jwt_jwks_url is None:
+            raise ValueError("JwksKeySource needs JWT_JWKS_URL")
+
+        self._url = settings.jwt_jwks_url
         self._session = session
-        self._algorithms = algorithms
-        self._cooldown = refetch_cooldown_seconds
+        self._algorithms = frozenset(settings.jwt_algorithms)
+        self._cooldown = settings.jwt_jwks_refetch_cooldown_seconds
+        self._on_fetch = on_fetch
         self._clock = clock
         self._keys: dict[str | None, VerificationKey] = {}
         self._loaded_at: float | None = None
@@ -130,17 +135,24 @@ class JwksKeySource:
             logger.warning(
                 "jwks fetch failed", url=self._url, error=type(error).__name__
             )
+            self._report("failure")
             raise JwksError(str(error)) from error
 
         keys = self._keys_of(document)
         if not keys:
             logger.warning("jwks holds no usable signing key", url=self._url)
+            self._report("no_usable_key")
             raise JwksError("no usable signing key")
 
         self._keys = keys
         self._loaded_at = self._clock()
         logger.info("jwks loaded", url=self._url, keys=len(keys))
+        self._report("success")
         return max_age
+
+    def _report(self, outcome: str) -> None:
+        if self._on_fetch is not None:
+            self._on_fetch(outcome)
 
     def _keys_of(
         self, document: Mapping[str, object]

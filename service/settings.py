@@ -21,9 +21,10 @@ from jwt.algorithms import get_default_algorithms
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["LogFormat", "Settings", "SettingsError"]
+__all__ = ["LogFormat", "Settings", "SettingsError", "TokenUse"]
 
 LogFormat = Literal["json", "console"]
+TokenUse = Literal["id", "access"]
 
 _T = TypeVar("_T")
 
@@ -81,7 +82,10 @@ class Settings:
     chime_app_instance_arn: str
     aws_region: str
     jwt_issuer: str
-    jwt_audience: tuple[str, ...]
+    jwt_audience: tuple[str, ...] = ()
+    jwt_client_id: str | None = None
+    jwt_token_use: TokenUse | None = None
+    jwt_required_claims: tuple[tuple[str, str], ...] = ()
     jwt_jwks_url: str | None = None
     jwt_public_key_pem: bytes | None = dataclasses.field(default=None, repr=False)
     jwt_secret: str | None = dataclasses.field(default=None, repr=False)
@@ -106,6 +110,7 @@ class Settings:
     log_level: str = "info"
     log_format: LogFormat = "json"
     shutdown_drain_seconds: float = 5.0
+    cors_allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -127,6 +132,14 @@ class Settings:
         margin = reader.integer("CREDENTIALS_REFRESH_MARGIN_SECONDS", 300, 0, duration)
         stale_min = reader.integer("CREDENTIALS_STALE_MIN_SECONDS", 120, 0, duration)
 
+        audience = reader.csv("JWT_AUDIENCE")
+        client_id = reader.optional("JWT_CLIENT_ID")
+        if not audience and client_id is None:
+            reader.problem(
+                "at least one of JWT_AUDIENCE and JWT_CLIENT_ID is required, so that "
+                "tokens for other clients of the same issuer are refused"
+            )
+
         _check_key_source(reader, secret, pem_path, jwks_url)
         if stale_min > margin:
             reader.problem(
@@ -139,7 +152,10 @@ class Settings:
             chime_app_instance_arn=app_instance_arn,
             aws_region=region,
             jwt_issuer=reader.url("JWT_ISSUER", required=True) or "",
-            jwt_audience=reader.csv("JWT_AUDIENCE", required=True),
+            jwt_audience=audience,
+            jwt_client_id=client_id,
+            jwt_token_use=_token_use(reader),
+            jwt_required_claims=_required_claims(reader),
             jwt_jwks_url=reader.url("JWT_JWKS_URL", required=False),
             jwt_public_key_pem=_read_pem(reader, pem_path),
             jwt_secret=secret,
@@ -177,6 +193,7 @@ class Settings:
             shutdown_drain_seconds=reader.number(
                 "SHUTDOWN_DRAIN_SECONDS", 5.0, 0.0, 300.0
             ),
+            cors_allowed_origins=_origins(reader),
         )
 
         reader.raise_if_any()
@@ -343,6 +360,40 @@ def _read_pem(reader: _EnvironmentReader, path: str | None) -> bytes | None:
         reader.problem("JWT_PUBLIC_KEY_FILE is not a PEM public key")
         return None
     return pem
+
+
+def _token_use(reader: _EnvironmentReader) -> TokenUse | None:
+    value = reader.optional("JWT_TOKEN_USE")
+    if value is None:
+        return None
+    if value not in {"id", "access"}:
+        reader.problem(f"JWT_TOKEN_USE must be id or access, not {value!r}")
+        return None
+    return "id" if value == "id" else "access"
+
+
+def _required_claims(reader: _EnvironmentReader) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in reader.csv("JWT_REQUIRED_CLAIMS"):
+        claim, separator, value = item.partition("=")
+        if not separator or not claim.strip() or not value.strip():
+            reader.problem(f"JWT_REQUIRED_CLAIMS: expected claim=value, not {item!r}")
+            continue
+        pairs.append((claim.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def _origins(reader: _EnvironmentReader) -> tuple[str, ...]:
+    origins = reader.csv("CORS_ALLOWED_ORIGINS")
+    for origin in origins:
+        parts = urlsplit(origin)
+        exact = f"{parts.scheme}://{parts.netloc}" == origin
+        if parts.scheme not in {"https", "http"} or not parts.hostname or not exact:
+            reader.problem(
+                "CORS_ALLOWED_ORIGINS takes exact origins such as "
+                f"https://chat.example.com, not {origin!r}"
+            )
+    return origins
 
 
 def _log_format(reader: _EnvironmentReader) -> LogFormat:

@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING, Any, Final
 import jwt
 import structlog
 
-from service.errors import InvalidTokenError, KeysUnavailableError
+from service.errors import (
+    InsufficientScopeError,
+    InvalidTokenError,
+    KeysUnavailableError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -51,7 +55,10 @@ class TokenVerifier:
         self._keys = keys
         self._algorithms = frozenset(settings.jwt_algorithms)
         self._issuer = settings.jwt_issuer
-        self._audience = list(settings.jwt_audience)
+        self._audience = frozenset(settings.jwt_audience)
+        self._client_id = settings.jwt_client_id
+        self._token_use = settings.jwt_token_use
+        self._required_claims = settings.jwt_required_claims
         self._leeway = settings.jwt_leeway_seconds
         self._user_id_claim = settings.jwt_user_id_claim
         self._name_claims = settings.jwt_display_name_claims
@@ -59,9 +66,11 @@ class TokenVerifier:
             options={
                 "require": ["exp", "iat", "iss", settings.jwt_user_id_claim],
                 "verify_signature": True,
-                # The user-id claim is checked below, whichever claim it is.
+                # Checked below: the user-id claim, whichever it is, and the
+                # audience, which a client_id may stand in for.
                 "verify_sub": False,
                 "verify_jti": False,
+                "verify_aud": False,
             }
         )
 
@@ -90,6 +99,8 @@ class TokenVerifier:
             raise InvalidTokenError("the token's algorithm does not suit its key")
 
         claims = self._decode(token, key.key, algorithm)
+        self._check_recipient(claims)
+        self._check_required_claims(claims)
         return self._principal(claims)
 
     def _decode(self, token: str, key: object, algorithm: str) -> dict[str, Any]:
@@ -98,7 +109,6 @@ class TokenVerifier:
                 token,
                 key,  # type: ignore[arg-type]  # a key object PyJWT accepts
                 algorithms=[algorithm],
-                audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
             )
@@ -106,7 +116,7 @@ class TokenVerifier:
             raise InvalidTokenError("the token has expired") from None
         except jwt.ImmatureSignatureError:
             raise InvalidTokenError("the token is not valid yet") from None
-        except (jwt.InvalidIssuerError, jwt.InvalidAudienceError):
+        except jwt.InvalidIssuerError:
             raise InvalidTokenError("the token is not meant for this service") from None
         except jwt.MissingRequiredClaimError as error:
             raise InvalidTokenError(
@@ -125,6 +135,36 @@ class TokenVerifier:
             ):
                 raise InvalidTokenError(f"the token's {claim} claim is not a number")
         return claims
+
+    def _check_recipient(self, claims: Mapping[str, Any]) -> None:
+        """Refuse tokens issued to another client of the same identity provider.
+
+        ID tokens name the client in `aud`; Cognito access tokens carry no `aud`
+        and name it in `client_id`. Either binding to this service is enough.
+        """
+        audience = claims.get("aud")
+        audiences = [audience] if isinstance(audience, str) else audience
+        for_us = isinstance(audiences, list) and any(
+            isinstance(a, str) and a in self._audience for a in audiences
+        )
+        if not for_us and self._client_id is not None:
+            for_us = claims.get("client_id") == self._client_id
+        if not for_us:
+            raise InvalidTokenError("the token is not meant for this service")
+
+        if self._token_use is not None and claims.get("token_use") != self._token_use:
+            raise InvalidTokenError(
+                f"the service accepts {self._token_use} tokens only"
+            )
+
+    def _check_required_claims(self, claims: Mapping[str, Any]) -> None:
+        for claim, wanted in self._required_claims:
+            value = claims.get(claim)
+            held = value == wanted or (isinstance(value, list) and wanted in value)
+            if not held:
+                raise InsufficientScopeError(
+                    "the token lacks a claim this service requires"
+                )
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         user_id = claims.get(self._user_id_claim)
