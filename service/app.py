@@ -84,6 +84,7 @@ def create_app(
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/openapi.json", handlers.openapi)
 
     _allow_browser_origins(app, sign_in, settings.cors_allowed_origins)
     return app

@@ -12,12 +12,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from service.app_state import LIFECYCLE, METRICS, SIGN_IN, VERIFIER
 from service.bearer import bearer_token
 from service.errors import SignInError
+from service.openapi import openapi_document
 from service.problems import problem_response
 
 if TYPE_CHECKING:
     from service.signin import SignInResult
 
-__all__ = ["healthz", "metrics", "readyz", "sign_in"]
+__all__ = ["healthz", "metrics", "openapi", "readyz", "sign_in"]
+
+_OPENAPI_BODY: Final = json.dumps(openapi_document()).encode()
 
 # Credentials must never be stored by a browser or a proxy on the way.
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -61,6 +64,11 @@ async def readyz(request: web.Request) -> web.Response:
     if problems:
         return problem_response(503, "; ".join(problems))
     return web.json_response({"status": "ready"})
+
+
+async def openapi(_request: web.Request) -> web.Response:
+    """Serve the API's OpenAPI document."""
+    return web.Response(body=_OPENAPI_BODY, content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -65,9 +65,17 @@ def _redacted(key: str, value: object) -> object:
 
 
 def configure_logging(
-    level: str, log_format: LogFormat, *, stream: TextIO | None = None
+    level: str,
+    log_format: LogFormat,
+    *,
+    stream: TextIO | None = None,
+    cache_loggers: bool = True,
 ) -> None:
-    """Send structlog's and the standard library's records to `stream` as one format."""
+    """Send structlog's and the standard library's records to `stream` as one format.
+
+    Handlers others put on the root logger (a test runner's) are left in place.
+    `cache_loggers` is turned off by tests, which configure logging once per test.
+    """
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
@@ -86,10 +94,10 @@ def configure_logging(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.WriteLoggerFactory(stream or sys.stdout),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
 
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = _ServiceHandler(stream or sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
@@ -100,10 +108,16 @@ def configure_logging(
         )
     )
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for previous in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:
+        root.removeHandler(previous)
+    root.addHandler(handler)
     root.setLevel(numeric_level)
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(numeric_level, logging.INFO))
+
+
+class _ServiceHandler(logging.StreamHandler[TextIO]):
+    """The handler `configure_logging` installs, told apart from anyone else's."""
 
 
 @web.middleware

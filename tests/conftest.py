@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+import sys
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,6 +16,7 @@ from aiohttp.web import Application
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service.app import create_app
+from service.logs import configure_logging
 from standin.app import create_standin_app
 from standin.state import StandinState
 from tests.support import APP_INSTANCE_ARN, Client, settings_for
@@ -23,6 +26,11 @@ if TYPE_CHECKING:
 
 AiohttpServer = Callable[[Application], Awaitable[TestServer]]
 AiohttpClient = Callable[[Application], Awaitable[Client]]
+
+# A JWS (header and payload), or a run of base64 as long as a session token.
+_SECRET_SHAPES = re.compile(
+    r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.|[A-Za-z0-9+/]{80,}"
+)
 
 _AWS_VARIABLES_TO_CLEAR = (
     "AWS_PROFILE",
@@ -62,13 +70,38 @@ def _isolated_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_structlog() -> Iterator[None]:
-    """Give every test structlog's defaults and empty context variables."""
-    structlog.reset_defaults()
+def _production_logging() -> Iterator[None]:
+    """Log through the service's own pipeline, redaction included, in every test."""
     structlog.contextvars.clear_contextvars()
+    configure_logging("debug", "console", stream=sys.stdout, cache_loggers=False)
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Fail any test whose captured output holds a token or session credentials.
+
+    Together over the whole suite, this shows no secret reaches a log line. Only
+    stdout and stderr are read, where the service's pipeline writes; pytest's own
+    "Captured log" sections hold raw records that never pass a formatter.
+    """
+    del item, call
+    report: pytest.TestReport = yield
+    if report.passed:
+        for title, content in report.sections:
+            if "Captured log" in title:
+                continue
+            leaked = _SECRET_SHAPES.search(content)
+            if leaked is not None:
+                report.outcome = "failed"
+                report.longrepr = (
+                    f"{title} holds what looks like a secret: {leaked[0][:16]}..."
+                )
+    return report
 
 
 @pytest.fixture(scope="session")
