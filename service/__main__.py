@@ -20,7 +20,12 @@ def main() -> int:
         return 2
 
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except SettingsError as error:
+        # Found at startup, by asking AWS: still the operator's to fix.
+        print(error, file=sys.stderr)  # noqa: T201 -- the same message as above
+        return 2
     return 0
 
 

@@ -30,7 +30,7 @@ from service.app_state import (
     VERIFIER,
     Lifecycle,
 )
-from service.aws import AwsGate, open_aws_clients
+from service.aws import AwsGate, check_role_chaining, open_aws_clients
 from service.chime import AppInstanceUsers
 from service.credentials import CredentialsCache
 from service.jwks import JwksKeySource
@@ -162,6 +162,7 @@ async def _aws(app: web.Application) -> AsyncIterator[None]:
     )
 
     async with open_aws_clients(settings) as clients:
+        await check_role_chaining(clients.sts, settings)
         credentials = CredentialsCache(clients.sts, gate, settings, clock=app[CLOCK])
         users = AppInstanceUsers(
             clients.chime,

@@ -31,6 +31,7 @@ from botocore.exceptions import (
 )
 
 from service.errors import AwsConfigurationError, AwsUnavailableError
+from service.settings import SettingsError
 
 if TYPE_CHECKING:
     from types_aiobotocore_chime_sdk_identity import ChimeSDKIdentityClient
@@ -38,7 +39,13 @@ if TYPE_CHECKING:
 
     from service.settings import Settings
 
-__all__ = ["AwsClients", "AwsGate", "CallObserver", "open_aws_clients"]
+__all__ = [
+    "AwsClients",
+    "AwsGate",
+    "CallObserver",
+    "check_role_chaining",
+    "open_aws_clients",
+]
 
 _T = TypeVar("_T")
 
@@ -59,6 +66,9 @@ _THROTTLING_CODES: Final = frozenset(
 _RETRIED_BY_GATE: Final = frozenset({"ThrottledClientException"})
 _GATE_RETRIES: Final = 2
 _BACKOFF_BASE_SECONDS: Final = 0.05
+
+# AWS caps a session assumed with role-session credentials at one hour.
+_ROLE_CHAINING_LIMIT_SECONDS: Final = 3600
 
 # Errors that recur on every sign-in are logged once a minute, not once a request.
 _CONFIGURATION_LOG_INTERVAL_SECONDS: Final = 60.0
@@ -103,6 +113,33 @@ async def open_aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
         yield AwsClients(sts=sts, chime=chime)
 
         logger.debug("aws clients closing")
+
+
+async def check_role_chaining(sts: STSClient, settings: Settings) -> None:
+    """Refuse a credentials duration that AWS would refuse on every sign-in.
+
+    When the service's own credentials are a role session (IRSA, ECS, EC2), every
+    AssumeRole is role chaining, which AWS caps at one hour. Only a duration above
+    that needs the check; if STS cannot be asked now, sign-ins will say so later.
+    """
+    if settings.credentials_duration_seconds <= _ROLE_CHAINING_LIMIT_SECONDS:
+        return
+
+    try:
+        identity = await sts.get_caller_identity()
+    except (BotoCoreError, ClientError) as error:
+        logger.warning("caller identity unknown", error=type(error).__name__)
+        return
+
+    if ":assumed-role/" in identity.get("Arn", ""):
+        raise SettingsError(
+            [
+                (f"CREDENTIALS_DURATION_SECONDS is "
+                f"{settings.credentials_duration_seconds}, but the service runs on "
+                "assumed-role credentials and AWS caps role chaining at "
+                f"{_ROLE_CHAINING_LIMIT_SECONDS} seconds")
+            ]
+        )
 
 
 class AwsGate:
