@@ -132,7 +132,9 @@ async def _identity_provider_keys(app: web.Application) -> AsyncIterator[None]:
     _warn_about_plain_http(settings)
 
     if settings.jwt_jwks_url is None:
-        app[VERIFIER] = TokenVerifier(settings, static_key_source(settings))
+        app[VERIFIER] = TokenVerifier(
+            settings, static_key_source(settings), clock=app[CLOCK]
+        )
         yield
         return
 
@@ -141,7 +143,7 @@ async def _identity_provider_keys(app: web.Application) -> AsyncIterator[None]:
             settings, session, on_fetch=app[METRICS].observe_jwks_refresh
         )
         source: KeySource = jwks
-        app[VERIFIER] = TokenVerifier(settings, source)
+        app[VERIFIER] = TokenVerifier(settings, source, clock=app[CLOCK])
         # Start serving at once: readiness says when the keys have arrived.
         refreshing = asyncio.create_task(jwks.keep_fresh(), name="jwks-refresh")
 

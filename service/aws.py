@@ -134,10 +134,12 @@ async def check_role_chaining(sts: STSClient, settings: Settings) -> None:
     if ":assumed-role/" in identity.get("Arn", ""):
         raise SettingsError(
             [
-                (f"CREDENTIALS_DURATION_SECONDS is "
-                f"{settings.credentials_duration_seconds}, but the service runs on "
-                "assumed-role credentials and AWS caps role chaining at "
-                f"{_ROLE_CHAINING_LIMIT_SECONDS} seconds")
+                (
+                    f"CREDENTIALS_DURATION_SECONDS is "
+                    f"{settings.credentials_duration_seconds}, but the service runs on "
+                    "assumed-role credentials and AWS caps role chaining at "
+                    f"{_ROLE_CHAINING_LIMIT_SECONDS} seconds"
+                )
             ]
         )
 

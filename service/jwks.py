@@ -68,6 +68,8 @@ class JwksKeySource:
         self._on_fetch = on_fetch
         self._clock = clock
         self._keys: dict[str | None, VerificationKey] = {}
+        self._document: object = None
+        self._generation = 0
         self._loaded_at: float | None = None
         self._last_attempt = float("-inf")
         self._fetching: asyncio.Task[float] | None = None
@@ -79,6 +81,11 @@ class JwksKeySource:
             self._loaded_at is not None
             and self._clock() - self._loaded_at < STALE_LIMIT_SECONDS
         )
+
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever a refresh brings a different key set."""
+        return self._generation
 
     async def key_for(self, kid: str | None) -> VerificationKey | None:
         """Return the key for `kid`, refetching once if it is unknown."""
@@ -144,6 +151,9 @@ class JwksKeySource:
             self._report("no_usable_key")
             raise JwksError("no usable signing key")
 
+        if document != self._document:
+            self._generation += 1
+            self._document = document
         self._keys = keys
         self._loaded_at = self._clock()
         logger.info("jwks loaded", url=self._url, keys=len(keys))

@@ -54,6 +54,11 @@ class KeySource(Protocol):
         """Whether keys are loaded and tokens can be verified."""
         ...
 
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever the set of keys does."""
+        ...
+
     async def key_for(self, kid: str | None) -> VerificationKey | None:
         """Return the key for a token's `kid`, or None if there is none."""
         ...
@@ -69,6 +74,11 @@ class StaticKeySource:
     def ready(self) -> bool:
         """A configured key is always ready."""
         return True
+
+    @property
+    def generation(self) -> int:
+        """A configured key never changes."""
+        return 0
 
     async def key_for(self, kid: str | None) -> VerificationKey:  # noqa: ARG002 -- one key
         """Return the configured key."""

@@ -94,6 +94,7 @@ class Settings:
     jwt_user_id_claim: str = "sub"
     jwt_display_name_claims: tuple[str, ...] = ("name", "preferred_username")
     jwt_jwks_refetch_cooldown_seconds: float = 10.0
+    jwt_verified_cache_size: int = 10_000
     credentials_duration_seconds: int = 3600
     credentials_refresh_margin_seconds: int = 300
     credentials_stale_min_seconds: int = 120
@@ -166,6 +167,9 @@ class Settings:
             or ("name", "preferred_username"),
             jwt_jwks_refetch_cooldown_seconds=reader.number(
                 "JWT_JWKS_REFETCH_COOLDOWN_SECONDS", 10.0, 0.0, 3600.0
+            ),
+            jwt_verified_cache_size=reader.integer(
+                "JWT_VERIFIED_CACHE_SIZE", 10_000, 0, 1_000_000
             ),
             credentials_duration_seconds=duration,
             credentials_refresh_margin_seconds=margin,

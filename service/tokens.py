@@ -10,11 +10,15 @@ id must be a non-empty string. Whatever a token holds, verifying it ends in a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import re
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 import jwt
 import structlog
+from cachetools import LRUCache
 
 from service.errors import (
     InsufficientScopeError,
@@ -23,7 +27,7 @@ from service.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from service.keys import KeySource
     from service.settings import Settings
@@ -48,11 +52,39 @@ class Principal:
     display_name: str
 
 
-class TokenVerifier:
-    """Turns a bearer token into a `Principal`, or refuses it."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that passed every check, and the window in which it stays valid."""
 
-    def __init__(self, settings: Settings, keys: KeySource) -> None:
+    principal: Principal
+    not_before: float
+    expires: float
+    key_generation: int
+
+
+class TokenVerifier:
+    """Turns a bearer token into a `Principal`, or refuses it.
+
+    Clients reconnecting with the same token are common, and a signature check is
+    the costliest step of a warm sign-in. So a token that passed is remembered by
+    its SHA-256 until it expires: a repeat is answered after checking only its time
+    window and that the provider's keys have not changed since.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeySource,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._keys = keys
+        self._clock = clock
+        self._verified: LRUCache[bytes, _Verified] | None = (
+            LRUCache(maxsize=settings.jwt_verified_cache_size)
+            if settings.jwt_verified_cache_size
+            else None
+        )
         self._algorithms = frozenset(settings.jwt_algorithms)
         self._issuer = settings.jwt_issuer
         self._audience = frozenset(settings.jwt_audience)
@@ -71,6 +103,11 @@ class TokenVerifier:
                 "verify_sub": False,
                 "verify_jti": False,
                 "verify_aud": False,
+                # Time is checked below too, on the service's clock, so a token
+                # remembered as verified expires on the same clock.
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
             }
         )
 
@@ -81,6 +118,32 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """Return who the token names, or raise `InvalidTokenError`."""
+        if self._verified is None:
+            return await self._verify(token)
+
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        known = self._verified.get(digest)
+        if known is not None and self._still_valid(known):
+            return known.principal
+
+        principal, verified = await self._verify_and_remember(token)
+        self._verified[digest] = verified
+        return principal
+
+    def _still_valid(self, known: _Verified) -> bool:
+        now = self._clock()
+        return (
+            known.not_before <= now < known.expires
+            and known.key_generation == self._keys.generation
+            and self._keys.ready
+        )
+
+    async def _verify(self, token: str) -> Principal:
+        principal, _ = await self._verify_and_remember(token)
+        return principal
+
+    async def _verify_and_remember(self, token: str) -> tuple[Principal, _Verified]:
+        generation = self._keys.generation
         header = _unverified_header(token)
         algorithm = header.get("alg")
         if algorithm not in self._algorithms:
@@ -99,9 +162,18 @@ class TokenVerifier:
             raise InvalidTokenError("the token's algorithm does not suit its key")
 
         claims = self._decode(token, key.key, algorithm)
+        self._check_time(claims)
         self._check_recipient(claims)
         self._check_required_claims(claims)
-        return self._principal(claims)
+        principal = self._principal(claims)
+
+        verified = _Verified(
+            principal=principal,
+            not_before=claims.get("nbf", float("-inf")) - self._leeway,
+            expires=claims["exp"] + self._leeway,
+            key_generation=generation,
+        )
+        return principal, verified
 
     def _decode(self, token: str, key: object, algorithm: str) -> dict[str, Any]:
         try:
@@ -110,12 +182,7 @@ class TokenVerifier:
                 key,  # type: ignore[arg-type]  # a key object PyJWT accepts
                 algorithms=[algorithm],
                 issuer=self._issuer,
-                leeway=self._leeway,
             )
-        except jwt.ExpiredSignatureError:
-            raise InvalidTokenError("the token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise InvalidTokenError("the token is not valid yet") from None
         except jwt.InvalidIssuerError:
             raise InvalidTokenError("the token is not meant for this service") from None
         except jwt.MissingRequiredClaimError as error:
@@ -131,10 +198,21 @@ class TokenVerifier:
         for claim in _TIME_CLAIMS:
             value = claims.get(claim)
             if claim in claims and (
-                isinstance(value, bool) or not isinstance(value, (int, float))
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
             ):
                 raise InvalidTokenError(f"the token's {claim} claim is not a number")
         return claims
+
+    def _check_time(self, claims: Mapping[str, Any]) -> None:
+        now = self._clock()
+        if now >= claims["exp"] + self._leeway:
+            raise InvalidTokenError("the token has expired")
+        if "nbf" in claims and now < claims["nbf"] - self._leeway:
+            raise InvalidTokenError("the token is not valid yet")
+        if claims["iat"] > now + self._leeway:
+            raise InvalidTokenError("the token is not valid yet")
 
     def _check_recipient(self, claims: Mapping[str, Any]) -> None:
         """Refuse tokens issued to another client of the same identity provider.

@@ -28,6 +28,17 @@ ISSUER: Final = "https://idp.example.test/"
 AUDIENCE: Final = "chime-sign-in-tests"
 
 
+class FakeClock:
+    """Wall-clock time that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        """Return the time the test set."""
+        return self.now
+
+
 def settings_for(**overrides: Any) -> Settings:
     """Settings for a test: HS256 unless the overrides say otherwise."""
     base = Settings(

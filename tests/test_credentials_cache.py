@@ -13,7 +13,7 @@ import pytest
 from service.app import create_app
 from service.app_state import CREDENTIALS
 from standin.faults import FaultSpec
-from tests.support import Client, bearer, hs256_token, settings_for
+from tests.support import Client, FakeClock, bearer, hs256_token, settings_for
 
 if TYPE_CHECKING:
     from tests.conftest import AiohttpClient, Standin
@@ -21,17 +21,6 @@ if TYPE_CHECKING:
 DURATION = 3600
 MARGIN = 300
 STALE_MIN = 120
-
-
-class FakeClock:
-    """Wall-clock time that moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        """Return the time the test set."""
-        return self.now
 
 
 @pytest.fixture
@@ -57,11 +46,14 @@ async def client(
 
 
 async def _sign_in(client: Client, secret: str) -> tuple[int, dict[str, str]]:
-    response = await client.post(
-        "/v1/sign-in", headers=bearer(hs256_token(secret, "ivan"))
-    )
+    response = await client.post("/v1/sign-in", headers=bearer(_token(secret)))
     body = await response.json()
     return response.status, body.get("ChimeCredentials", body)
+
+
+def _token(secret: str) -> str:
+    # Valid for a day: the service's clock moves up to an hour ahead here.
+    return hs256_token(secret, "ivan", exp=int(time.time()) + 86_400)
 
 
 async def _expiry(client: Client) -> float:
@@ -123,9 +115,7 @@ async def test_credentials_too_close_to_expiry_are_not_served_stale(
     clock.now = await _expiry(client) - STALE_MIN + 1
     standin.state.faults.set("AssumeRole", FaultSpec(throttle=1.0))
 
-    response = await client.post(
-        "/v1/sign-in", headers=bearer(hs256_token(hs256_secret, "ivan"))
-    )
+    response = await client.post("/v1/sign-in", headers=bearer(_token(hs256_secret)))
 
     assert response.status == 503
     assert int(response.headers["Retry-After"]) >= 1
