@@ -9,11 +9,13 @@ in the response either way.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
@@ -36,8 +38,11 @@ _SENSITIVE_KEY = re.compile(
 # A JWS compact serialisation, whole or cut: base64url header starting "eyJ".
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){0,2}")
 # STS session tokens and other long base64 runs that no log needs.
-_LONG_BASE64 = re.compile(r"[A-Za-z0-9+/]{80,}={0,2}")
+_LONG_BASE64_LENGTH: Final = 80
+_LONG_BASE64 = re.compile(rf"[A-Za-z0-9+/]{{{_LONG_BASE64_LENGTH},}}={{0,2}}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_REQUEST_ID_PREFIX: Final = secrets.token_hex(8)
+_request_counter = itertools.count()
 
 # Libraries whose debug output carries request and response bodies.
 _QUIET_LIBRARIES: Final = ("botocore", "aiobotocore", "urllib3")
@@ -52,11 +57,22 @@ def redact(
     return {key: _redacted(key, value) for key, value in event.items()}
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_sensitive(key: str) -> bool:
+    # Keys come from code, so a few hundred at most: each is judged once.
+    return key != "event" and _SENSITIVE_KEY.search(key) is not None
+
+
 def _redacted(key: str, value: object) -> object:
-    if key != "event" and _SENSITIVE_KEY.search(key):
+    if _is_sensitive(key):
         return REDACTED
     if isinstance(value, str):
-        return _LONG_BASE64.sub(REDACTED, _JWT.sub(REDACTED, value))
+        # The cheap tests first: most values are short and hold no "eyJ".
+        if "eyJ" in value:
+            value = _JWT.sub(REDACTED, value)
+        if len(value) >= _LONG_BASE64_LENGTH:
+            value = _LONG_BASE64.sub(REDACTED, value)
+        return value
     if isinstance(value, Mapping):
         return {str(k): _redacted(str(k), v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -146,4 +162,6 @@ async def access_log_middleware(
 def _request_id(given: str | None) -> str:
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    # A random prefix per process and a counter: unique, and no system call per
+    # request as uuid4 makes.
+    return f"{_REQUEST_ID_PREFIX}{next(_request_counter):016x}"

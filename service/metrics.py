@@ -57,6 +57,11 @@ _LATENCY_BUCKETS: Final = (
     5.0,
     10.0,
 )
+# HTTP allows any token as a method; others are counted as "other" so a client
+# cannot mint label values.
+_KNOWN_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+)
 _OUTCOMES: Final[Mapping[type[SignInError], str]] = {
     AuthenticationRequiredError: "missing_token",
     InvalidRequestError: "invalid_request",
@@ -105,6 +110,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # labels() validates and locks on every call; the few label sets of the
+        # request metrics are looked up once and kept.
+        self._request_children: dict[
+            tuple[str, str, int], tuple[Counter, Histogram]
+        ] = {}
         self._jwks_refreshes = Counter(
             f"{PREFIX}_jwks_refreshes",
             "Fetches of the identity provider's JWKS, by outcome.",
@@ -116,8 +126,19 @@ class Metrics:
         self, route: str, method: str, status: int, seconds: float
     ) -> None:
         """Count one answered HTTP request."""
-        self._requests.labels(route, method, str(status)).inc()
-        self._request_seconds.labels(route).observe(seconds)
+        if method not in _KNOWN_METHODS:
+            method = "other"
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self._requests.labels(route, method, str(status)),
+                self._request_seconds.labels(route),
+            )
+            self._request_children[key] = children
+
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_sign_in(self, error: SignInError | None) -> None:
         """Count one sign-in, successful when `error` is None."""
