@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -113,7 +112,8 @@ def key_from_jwk(
 
     try:
         parsed = PyJWK(dict(jwk))
-    except (PyJWKError, ValueError, TypeError, KeyError):
+    except Exception:  # noqa: BLE001 -- RFC 7517, 5: skip what cannot be used
+        # PyJWT raises InvalidKeyError, NotImplementedError and more on odd keys.
         return None
 
     algorithms = _usable(parsed.key, allowed)

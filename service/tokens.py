@@ -41,6 +41,7 @@ MAX_DISPLAY_NAME_UNITS: Final = 100
 
 MAX_USER_ID_LENGTH: Final = 1024
 _TIME_CLAIMS: Final = ("exp", "iat", "nbf")
+_MAX_EXACT_INTEGER: Final = 2**53
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -146,7 +147,7 @@ class TokenVerifier:
         generation = self._keys.generation
         header = _unverified_header(token)
         algorithm = header.get("alg")
-        if algorithm not in self._algorithms:
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
             raise InvalidTokenError("the token's algorithm is not accepted")
 
         kid = header.get("kid")
@@ -164,8 +165,9 @@ class TokenVerifier:
         claims = self._decode(token, key.key, algorithm)
         self._check_time(claims)
         self._check_recipient(claims)
-        self._check_required_claims(claims)
+        # An invalid token is a 401 even when it also lacks a required claim.
         principal = self._principal(claims)
+        self._check_required_claims(claims)
 
         verified = _Verified(
             principal=principal,
@@ -197,11 +199,7 @@ class TokenVerifier:
 
         for claim in _TIME_CLAIMS:
             value = claims.get(claim)
-            if claim in claims and (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-            ):
+            if claim in claims and not _is_numeric_date(value):
                 raise InvalidTokenError(f"the token's {claim} claim is not a number")
         return claims
 
@@ -215,18 +213,23 @@ class TokenVerifier:
             raise InvalidTokenError("the token is not valid yet")
 
     def _check_recipient(self, claims: Mapping[str, Any]) -> None:
-        """Refuse tokens issued to another client of the same identity provider.
+        """Refuse tokens issued to another client or API of the same provider.
 
-        ID tokens name the client in `aud`; Cognito access tokens carry no `aud`
-        and name it in `client_id`. Either binding to this service is enough.
+        A token with an `aud` must name one of ours (RFC 7519, 4.1.3), whatever
+        else it says. Cognito access tokens carry no `aud` and name the client in
+        `client_id`, which is then what binds the token to this service.
         """
-        audience = claims.get("aud")
-        audiences = [audience] if isinstance(audience, str) else audience
-        for_us = isinstance(audiences, list) and any(
-            isinstance(a, str) and a in self._audience for a in audiences
-        )
-        if not for_us and self._client_id is not None:
-            for_us = claims.get("client_id") == self._client_id
+        if "aud" in claims:
+            audience = claims["aud"]
+            audiences = [audience] if isinstance(audience, str) else audience
+            for_us = isinstance(audiences, list) and any(
+                isinstance(a, str) and a in self._audience for a in audiences
+            )
+        else:
+            for_us = (
+                self._client_id is not None
+                and claims.get("client_id") == self._client_id
+            )
         if not for_us:
             raise InvalidTokenError("the token is not meant for this service")
 
@@ -272,6 +275,19 @@ def display_name_of(raw: str) -> str:
     if len(units) > 2 * MAX_DISPLAY_NAME_UNITS:
         name = units[: 2 * MAX_DISPLAY_NAME_UNITS].decode("utf-16-le", "ignore")
     return name.rstrip()
+
+
+def _is_numeric_date(value: object) -> bool:
+    """Whether `value` is a JSON number every JWT library reads the same way.
+
+    I-JSON (RFC 7493) numbers: finite, and integers within a double's exact
+    range. Python would happily compare 10**400 or `Infinity`, and never expire.
+    """
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= _MAX_EXACT_INTEGER
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _unverified_header(token: str) -> dict[str, Any]:
