@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Final
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from service import json_codec
 from service.app_state import LIFECYCLE, METRICS, SIGN_IN, VERIFIER
 from service.bearer import bearer_token
 from service.errors import SignInError
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["healthz", "metrics", "openapi", "readyz", "sign_in"]
 
-_OPENAPI_BODY: Final = json.dumps(openapi_document()).encode()
+_OPENAPI_BODY: Final = json_codec.dumps(openapi_document())
 
 # Credentials must never be stored by a browser or a proxy on the way.
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -81,7 +81,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 def _sign_in_body(result: SignInResult) -> bytes:
     credentials = result.credentials
-    return json.dumps(
+    return json_codec.dumps(
         {
             "ChimeAppInstanceUserArn": result.user.arn,
             "ChimeUserId": result.chime_user_id,
@@ -93,4 +93,4 @@ def _sign_in_body(result: SignInResult) -> bytes:
             },
             "ChimeDisplayName": result.user.name,
         }
-    ).encode()
+    )

@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 import structlog
 from aiohttp import web
 
+from service import json_codec
+
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
 
     from service.settings import LogFormat
+
 
 __all__ = ["REDACTED", "access_log_middleware", "configure_logging", "redact"]
 
@@ -93,7 +96,7 @@ def configure_logging(
     `cache_loggers` is turned off by tests, which configure logging once per test.
     """
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+        _render_json
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -130,6 +133,11 @@ def configure_logging(
     root.setLevel(numeric_level)
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(numeric_level, logging.INFO))
+
+
+def _render_json(_logger: object, _method: str, event: MutableMapping[str, Any]) -> str:
+    """Render one log line with the fast encoder."""
+    return json_codec.dumps(event).decode()
 
 
 class _ServiceHandler(logging.StreamHandler[TextIO]):
