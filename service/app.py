@@ -1,8 +1,8 @@
 """The application factory: routes, middlewares, and one cleanup context per resource.
 
-Resources enter in order (identity provider keys, then AWS) and leave in reverse,
-also when a later one fails to start. Everything the handlers use is built here from
-the settings passed in and kept under the typed keys of `service.app_state`.
+Resources enter in order (identity provider keys, Redis, then AWS) and leave in
+reverse, also when a later one fails to start. Everything the handlers use is built
+here from the settings passed in and kept under the typed keys of `service.app_state`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from service.app_state import (
     LIFECYCLE,
     METRICS,
     SETTINGS,
+    SHARED_CACHE,
     SIGN_IN,
     USERS,
     VERIFIER,
@@ -39,6 +40,7 @@ from service.logs import access_log_middleware
 from service.metrics import CacheCollector, Metrics, metrics_middleware
 from service.problems import problem_middleware
 from service.settings import Settings, is_loopback_url
+from service.shared_cache import LOCAL_ONLY, SharedCacheCollector, open_redis_cache
 from service.signin import SignIn
 from service.tokens import TokenVerifier
 
@@ -78,6 +80,7 @@ def create_app(
     app[METRICS] = metrics
 
     app.cleanup_ctx.append(_identity_provider_keys)
+    app.cleanup_ctx.append(_shared_cache)
     app.cleanup_ctx.append(_aws)
 
     sign_in = app.router.add_post("/v1/sign-in", handlers.sign_in)
@@ -154,6 +157,29 @@ async def _identity_provider_keys(app: web.Application) -> AsyncIterator[None]:
             await refreshing
 
 
+async def _shared_cache(app: web.Application) -> AsyncIterator[None]:
+    """Share cache entries with the other replicas through Redis, if configured."""
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
+        app[SHARED_CACHE] = LOCAL_ONLY
+        yield
+        return
+
+    if settings.redis_url.startswith("redis://") and not is_loopback_url(
+        settings.redis_url
+    ):
+        # Entries are sealed either way; Redis' password and commands are not.
+        logger.warning("plain redis:// to a remote host", setting="REDIS_URL")
+
+    async with open_redis_cache(settings) as cache:
+        app[SHARED_CACHE] = cache
+        unregister = app[METRICS].read_at_scrape(SharedCacheCollector(cache))
+
+        yield
+
+        unregister()
+
+
 async def _aws(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
@@ -165,12 +191,19 @@ async def _aws(app: web.Application) -> AsyncIterator[None]:
 
     async with open_aws_clients(settings) as clients:
         await check_role_chaining(clients.sts, settings)
-        credentials = CredentialsCache(clients.sts, gate, settings, clock=app[CLOCK])
+        credentials = CredentialsCache(
+            clients.sts,
+            gate,
+            settings,
+            clock=app[CLOCK],
+            shared=app[SHARED_CACHE],
+        )
         users = AppInstanceUsers(
             clients.chime,
             gate,
             app_instance_arn=settings.chime_app_instance_arn,
             max_users=settings.cache_max_users,
+            shared=app[SHARED_CACHE],
         )
         app[GATE] = gate
         app[CREDENTIALS] = credentials

@@ -18,6 +18,8 @@ from service.tokens import TokenVerifier
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from service.shared_cache import SharedCache
+
 __all__ = [
     "CLOCK",
     "CREDENTIALS",
@@ -25,6 +27,7 @@ __all__ = [
     "LIFECYCLE",
     "METRICS",
     "SETTINGS",
+    "SHARED_CACHE",
     "SIGN_IN",
     "USERS",
     "VERIFIER",
@@ -45,6 +48,7 @@ CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 METRICS = web.AppKey("metrics", Metrics)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
+SHARED_CACHE: web.AppKey[SharedCache] = web.AppKey("shared_cache")
 GATE = web.AppKey("gate", AwsGate)
 CREDENTIALS = web.AppKey("credentials", CredentialsCache)
 USERS = web.AppKey("users", AppInstanceUsers)

@@ -97,7 +97,8 @@ async def open_aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
         connect_timeout=settings.aws_connect_timeout_seconds,
         read_timeout=settings.aws_read_timeout_seconds,
         max_pool_connections=settings.aws_max_concurrency,
-        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        # total_max_attempts counts the first try; max_attempts would not.
+        retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
     )
     session = get_session()
 

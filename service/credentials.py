@@ -7,11 +7,17 @@ because AWS is throttling or down, the old credentials are still served while th
 have at least `CREDENTIALS_STALE_MIN_SECONDS` left: a client with a working session
 beats a `503`. Entries leave the cache at that point, so memory holds nothing that
 could never be served.
+
+With Redis configured, a miss here asks the deployment's shared level first
+(`service.shared_cache`), under the same rule: entries live there until the
+stale minimum, and are used only while no refresh is due.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,6 +27,7 @@ import structlog
 from cachetools import TLRUCache
 
 from service.errors import AwsUnavailableError
+from service.shared_cache import LOCAL_ONLY, EntryKind
 from service.singleflight import SingleFlight
 from service.user_ids import role_session_name, source_identity
 
@@ -30,10 +37,13 @@ if TYPE_CHECKING:
 
     from service.aws import AwsGate
     from service.settings import Settings
+    from service.shared_cache import SharedCache
 
 __all__ = ["USER_TAG", "CacheStats", "Credentials", "CredentialsCache"]
 
 logger = structlog.get_logger(__name__)
+
+_NO_ANSWER_IN_TIME = "AWS did not answer in time; retry shortly"
 
 USER_TAG = "UserUUID"
 """The session tag the role's IAM policy reads as `${aws:PrincipalTag/UserUUID}`."""
@@ -77,6 +87,7 @@ class CredentialsCache:
         settings: Settings,
         *,
         clock: Clock = time.time,
+        shared: SharedCache = LOCAL_ONLY,
     ) -> None:
         self._sts = sts
         self._gate = gate
@@ -90,6 +101,16 @@ class CredentialsCache:
             maxsize=settings.cache_max_users, ttu=self._servable_until, timer=clock
         )
         self._flights: SingleFlight[tuple[str, str], Credentials] = SingleFlight()
+        self._shared = shared.entries(
+            EntryKind(
+                name="credentials",
+                scope=self._role_arn,
+                encode=_credentials_to_bytes,
+                decode=_credentials_from_bytes,
+                lifetime=self._seconds_servable,
+                fresh=self._needs_no_refresh,
+            )
+        )
         self.stats = CacheStats()
 
     def __len__(self) -> int:
@@ -103,7 +124,7 @@ class CredentialsCache:
     def fresh(self, chime_id: str) -> Credentials | None:
         """Return the user's cached credentials if no refresh is due, else None."""
         cached = self._entries.get((self._role_arn, chime_id))
-        if cached is None or cached.expiration - self._clock() <= self._refresh_margin:
+        if cached is None or not self._needs_no_refresh(cached):
             return None
 
         self.stats.hits += 1
@@ -113,19 +134,25 @@ class CredentialsCache:
         """Return credentials for the user with at least the refresh margin left."""
         return self.fresh(chime_id) or await self.refresh(chime_id)
 
-    async def refresh(self, chime_id: str) -> Credentials:
+    async def refresh(
+        self, chime_id: str, *, deadline: float | None = None
+    ) -> Credentials:
         """Call STS for the user's credentials; concurrent calls share one request.
 
-        If STS is unavailable, the cached credentials are returned while they have
-        at least the stale minimum left.
+        If STS is unavailable, or has not answered by `deadline` (event loop time),
+        the cached credentials are returned while they have at least the stale
+        minimum left. The call itself goes on and fills the cache when it ends.
         """
         key = (self._role_arn, chime_id)
         cached = self._entries.get(key)
         self.stats.misses += 1
         try:
-            return await self._flights.run(key, lambda: self._assume_role(chime_id))
-        except AwsUnavailableError:
+            async with asyncio.timeout_at(deadline):
+                return await self._flights.run(key, lambda: self._obtain(chime_id))
+        except (AwsUnavailableError, TimeoutError) as error:
             if cached is None or cached.expiration - self._clock() < self._stale_min:
+                if isinstance(error, TimeoutError):
+                    raise AwsUnavailableError(_NO_ANSWER_IN_TIME) from None
                 raise
 
         self.stats.stale_served += 1
@@ -138,6 +165,18 @@ class CredentialsCache:
     async def aclose(self) -> None:
         """Stop the refreshes still running, at shutdown."""
         await self._flights.aclose()
+
+    async def _obtain(self, chime_id: str) -> Credentials:
+        """Take the deployment's shared credentials, or assume the role, and keep them.
+
+        This runs in the single flight's task: a sign-in that stops waiting still
+        leaves the credentials in the cache for the next one.
+        """
+        credentials = await self._shared.get_or_create(
+            chime_id, lambda: self._assume_role(chime_id)
+        )
+        self._entries[(self._role_arn, chime_id)] = credentials
+        return credentials
 
     async def _assume_role(self, chime_id: str) -> Credentials:
         request: AssumeRoleRequestTypeDef = {
@@ -154,16 +193,41 @@ class CredentialsCache:
         )
 
         issued = response["Credentials"]
-        credentials = Credentials(
+        return Credentials(
             access_key_id=issued["AccessKeyId"],
             secret_access_key=issued["SecretAccessKey"],
             session_token=issued["SessionToken"],
             expiration=issued["Expiration"].timestamp(),
         )
-        self._entries[(self._role_arn, chime_id)] = credentials
-        return credentials
+
+    def _needs_no_refresh(self, credentials: Credentials) -> bool:
+        return credentials.expiration - self._clock() > self._refresh_margin
+
+    def _seconds_servable(self, credentials: Credentials) -> float:
+        return credentials.expiration - self._stale_min - self._clock()
 
     def _servable_until(
         self, _key: tuple[str, str], credentials: Credentials, _now: float
     ) -> float:
         return credentials.expiration - self._stale_min
+
+
+def _credentials_to_bytes(credentials: Credentials) -> bytes:
+    return json.dumps(
+        {
+            "AccessKeyId": credentials.access_key_id,
+            "SecretAccessKey": credentials.secret_access_key,
+            "SessionToken": credentials.session_token,
+            "Expiration": credentials.expiration,
+        }
+    ).encode()
+
+
+def _credentials_from_bytes(data: bytes) -> Credentials:
+    fields = json.loads(data)
+    return Credentials(
+        access_key_id=str(fields["AccessKeyId"]),
+        secret_access_key=str(fields["SecretAccessKey"]),
+        session_token=str(fields["SessionToken"]),
+        expiration=float(fields["Expiration"]),
+    )

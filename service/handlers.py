@@ -9,11 +9,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service import json_codec
-from service.app_state import LIFECYCLE, METRICS, SIGN_IN, VERIFIER
+from service.app_state import LIFECYCLE, METRICS, SHARED_CACHE, SIGN_IN, VERIFIER
 from service.bearer import bearer_token
 from service.errors import SignInError
 from service.openapi import openapi_document
 from service.problems import problem_response
+from service.shared_cache import RedisCache
 
 if TYPE_CHECKING:
     from service.signin import SignInResult
@@ -63,7 +64,14 @@ async def readyz(request: web.Request) -> web.Response:
 
     if problems:
         return problem_response(503, "; ".join(problems))
-    return web.json_response({"status": "ready"})
+
+    body = {"status": "ready"}
+    shared = request.app[SHARED_CACHE]
+    if isinstance(shared, RedisCache):
+        # Redis down is not a reason to stop routing here: replicas fall back to
+        # their own caches. The body says so, for a person reading it.
+        body["redis"] = shared.circuit_state.value
+    return web.json_response(body)
 
 
 async def openapi(_request: web.Request) -> web.Response:

@@ -177,7 +177,13 @@ def _schemas() -> dict[str, Any]:
         "Status": {
             "type": "object",
             "required": ["status"],
-            "properties": {"status": {"type": "string"}},
+            "properties": {
+                "status": {"type": "string"},
+                "redis": {
+                    "description": "With Redis configured: its breaker's state.",
+                    "enum": ["closed", "open", "half_open"],
+                },
+            },
         },
         "Problem": {
             "type": "object",

@@ -7,6 +7,8 @@ round instead of one crash per typo. Tests build `Settings` directly.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import ipaddress
 import re
@@ -63,6 +65,13 @@ _MAX_DURATION_SECONDS = 43_200
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
+# redis-py's schemes: plain TCP, TLS (what ElastiCache's in-transit encryption
+# needs), and a Unix socket.
+_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+# AES-256: a cache encryption key is 32 random bytes, written as base64url.
+_CACHE_KEY_BYTES = 32
+_CACHE_KEY_TEXT = re.compile(r"[A-Za-z0-9_-]{43}=?")
+
 
 class SettingsError(Exception):
     """The environment does not describe a runnable service; `problems` says why."""
@@ -112,6 +121,12 @@ class Settings:
     log_format: LogFormat = "json"
     shutdown_drain_seconds: float = 5.0
     cors_allowed_origins: tuple[str, ...] = ()
+    redis_url: str | None = dataclasses.field(default=None, repr=False)
+    cache_encryption_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False)
+    redis_timeout_seconds: float = 0.2
+    redis_lock_seconds: float = 3.0
+    redis_breaker_failures: int = 5
+    redis_breaker_cooldown_seconds: float = 5.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -132,6 +147,18 @@ class Settings:
         )
         margin = reader.integer("CREDENTIALS_REFRESH_MARGIN_SECONDS", 300, 0, duration)
         stale_min = reader.integer("CREDENTIALS_STALE_MIN_SECONDS", 120, 0, duration)
+
+        deadline = reader.number("SIGN_IN_DEADLINE_SECONDS", 10.0, 0.1, 120.0)
+        redis_url = _redis_url(reader)
+        encryption_keys = _cache_encryption_keys(reader, redis_url)
+        redis_timeout = reader.number("REDIS_TIMEOUT_SECONDS", 0.2, 0.01, 5.0)
+        lock_seconds = reader.number("REDIS_LOCK_SECONDS", 3.0, 0.1, 60.0)
+        if redis_url is not None and max(redis_timeout, lock_seconds) >= deadline:
+            reader.problem(
+                "REDIS_TIMEOUT_SECONDS and REDIS_LOCK_SECONDS must be less than "
+                "SIGN_IN_DEADLINE_SECONDS, so that a slow Redis or a replica that "
+                "died holding a lock delays sign-ins less than their deadline"
+            )
 
         audience = reader.csv("JWT_AUDIENCE")
         client_id = reader.optional("JWT_CLIENT_ID")
@@ -175,9 +202,7 @@ class Settings:
             credentials_refresh_margin_seconds=margin,
             credentials_stale_min_seconds=stale_min,
             cache_max_users=reader.integer("CACHE_MAX_USERS", 100_000, 1, 10_000_000),
-            sign_in_deadline_seconds=reader.number(
-                "SIGN_IN_DEADLINE_SECONDS", 10.0, 0.1, 120.0
-            ),
+            sign_in_deadline_seconds=deadline,
             aws_max_concurrency=reader.integer("AWS_MAX_CONCURRENCY", 64, 1, 4096),
             aws_queue_timeout_seconds=reader.number(
                 "AWS_QUEUE_TIMEOUT_SECONDS", 2.0, 0.0, 60.0
@@ -198,6 +223,14 @@ class Settings:
                 "SHUTDOWN_DRAIN_SECONDS", 5.0, 0.0, 300.0
             ),
             cors_allowed_origins=_origins(reader),
+            redis_url=redis_url,
+            cache_encryption_keys=encryption_keys,
+            redis_timeout_seconds=redis_timeout,
+            redis_lock_seconds=lock_seconds,
+            redis_breaker_failures=reader.integer("REDIS_BREAKER_FAILURES", 5, 1, 1000),
+            redis_breaker_cooldown_seconds=reader.number(
+                "REDIS_BREAKER_COOLDOWN_SECONDS", 5.0, 0.1, 600.0
+            ),
         )
 
         reader.raise_if_any()
@@ -398,6 +431,64 @@ def _origins(reader: _EnvironmentReader) -> tuple[str, ...]:
                 f"https://chat.example.com, not {origin!r}"
             )
     return origins
+
+
+def _redis_url(reader: _EnvironmentReader) -> str | None:
+    url = reader.optional("REDIS_URL")
+    if url is None:
+        return None
+
+    parts = urlsplit(url)
+    host_needed = parts.scheme != "unix"
+    if parts.scheme not in _REDIS_SCHEMES or (host_needed and not parts.hostname):
+        # The URL may carry a password: name the variable, never the value.
+        reader.problem(
+            "REDIS_URL must be a redis://, rediss:// or unix:// URL with a host"
+        )
+        return None
+    return url
+
+
+def _cache_encryption_keys(
+    reader: _EnvironmentReader, redis_url: str | None
+) -> tuple[bytes, ...]:
+    """Parse the keys, the first for writing; checked even while Redis is off."""
+    texts = reader.csv("CACHE_ENCRYPTION_KEYS")
+    if redis_url is not None and not texts:
+        reader.problem(
+            "CACHE_ENCRYPTION_KEYS is required when REDIS_URL is set: "
+            "nothing is written to Redis unencrypted"
+        )
+
+    keys = []
+    for position, text in enumerate(texts, start=1):
+        key = _cache_key(text)
+        if key is None:
+            reader.problem(
+                f"CACHE_ENCRYPTION_KEYS: key {position} is not {_CACHE_KEY_BYTES} "
+                "bytes in base64url (43 characters, or 44 with its = padding)"
+            )
+        elif key in keys:
+            reader.problem(f"CACHE_ENCRYPTION_KEYS: key {position} is listed twice")
+        else:
+            keys.append(key)
+    return tuple(keys)
+
+
+def _cache_key(text: str) -> bytes | None:
+    if _CACHE_KEY_TEXT.fullmatch(text) is None:
+        return None
+
+    try:
+        key = base64.urlsafe_b64decode(text.rstrip("=") + "=")
+    except binascii.Error:
+        return None
+
+    # Only one spelling per key: unused trailing bits must be zero.
+    canonical = base64.urlsafe_b64encode(key).decode().rstrip("=")
+    if len(key) != _CACHE_KEY_BYTES or canonical != text.rstrip("="):
+        return None
+    return key
 
 
 def _log_format(reader: _EnvironmentReader) -> LogFormat:

@@ -66,24 +66,31 @@ class SignIn:
         if user is not None and credentials is not None:
             return SignInResult(chime_id, user, credentials, cache_hit=True)
 
-        try:
-            async with asyncio.timeout(self._deadline):
-                # Both run to the end even if one fails, so neither is orphaned.
-                fetched, created = await asyncio.gather(
-                    _given(credentials) or self._credentials.refresh(chime_id),
-                    _given(user) or self._users.ensure(chime_id, name),
-                    return_exceptions=True,
-                )
-        except TimeoutError:
-            raise AwsUnavailableError(
-                "AWS did not answer in time; retry shortly"
-            ) from None
+        # One deadline for both; the credentials cache applies it itself, so that
+        # it can still serve stale credentials when STS hangs.
+        deadline = asyncio.get_running_loop().time() + self._deadline
+        # Both run to the end even if one fails, so neither is orphaned.
+        fetched, created = await asyncio.gather(
+            _given(credentials)
+            or self._credentials.refresh(chime_id, deadline=deadline),
+            _given(user) or _by(deadline, self._users.ensure(chime_id, name)),
+            return_exceptions=True,
+        )
 
         if isinstance(fetched, BaseException):
             raise fetched
         if isinstance(created, BaseException):
             raise created
         return SignInResult(chime_id, created, fetched, cache_hit=False)
+
+
+async def _by(deadline: float, pending: Awaitable[_T]) -> _T:
+    """Await `pending` until `deadline` (event loop time), then give up with a 503."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await pending
+    except TimeoutError:
+        raise AwsUnavailableError("AWS did not answer in time; retry shortly") from None
 
 
 def _given(value: _T | None) -> Awaitable[_T] | None:

@@ -6,7 +6,7 @@ import dataclasses
 import re
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,9 +19,12 @@ from service.app import create_app
 from service.logs import configure_logging
 from standin.app import create_standin_app
 from standin.state import StandinState
+from tests.redis_server import RedisServer, running_redis
 from tests.support import APP_INSTANCE_ARN, Client, settings_for
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from service.settings import Settings
 
 AiohttpServer = Callable[[Application], Awaitable[TestServer]]
@@ -126,6 +129,15 @@ async def standin(
     url = str(server.make_url("")).rstrip("/")
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     return Standin(state=state, url=url)
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A real Redis server on a loopback port, for this test alone."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    async with running_redis(directory) as server:
+        yield server
 
 
 @pytest.fixture

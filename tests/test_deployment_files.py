@@ -539,10 +539,69 @@ def test_configmap_names_only_settings_the_service_reads(
         assert name.startswith("AWS_") or f'"{name}"' in source, name
 
 
+def _redis_secret_references(container: dict[str, Any]) -> dict[str, Any]:
+    """The container's variables taken from a Secret, by name."""
+    return {
+        variable["name"]: variable["valueFrom"]["secretKeyRef"]
+        for variable in container.get("env", [])
+        if "secretKeyRef" in variable.get("valueFrom", {})
+    }
+
+
+def test_redis_secret_names_only_settings_the_service_reads(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    """A misspelt key in the Secret would leave Redis off without a word."""
+    source = (ROOT / "service" / "settings.py").read_text(encoding="utf-8")
+
+    for name in manifests["Secret"]["stringData"]:
+        assert f'"{name}"' in source, name
+
+
+def test_pod_reads_every_redis_secret_key_as_optional(
+    manifests: dict[str, dict[str, Any]], container: dict[str, Any]
+) -> None:
+    """Each key reaches the pod under its own name; a missing Secret stops nothing."""
+    secret = manifests["Secret"]
+    references = _redis_secret_references(container)
+
+    assert set(references) == set(secret["stringData"])
+    for name, reference in references.items():
+        assert reference == {
+            "name": secret["metadata"]["name"],
+            "key": name,
+            "optional": True,
+        }
+
+
+def test_redis_secret_as_shipped_leaves_redis_off(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    """Deployed unfilled, the Secret passes the startup checks and turns nothing on."""
+    environment = {
+        **manifests["ConfigMap"]["data"],
+        **manifests["Secret"]["stringData"],
+    }
+
+    settings = Settings.from_environ(environment)
+
+    assert settings.redis_url is None
+    assert settings.cache_encryption_keys == ()
+
+
+def test_redis_secret_settings_stay_out_of_the_configmap(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    """The Redis password and the encryption keys belong in the Secret alone."""
+    assert not set(manifests["Secret"]["stringData"]) & set(
+        manifests["ConfigMap"]["data"]
+    )
+
+
 def test_network_policy_admits_only_the_service_port(
     manifests: dict[str, dict[str, Any]], settings: Settings
 ) -> None:
-    """Only the service port is open inward; outward, only DNS and HTTPS."""
+    """Only the service port is open inward; outward, only DNS, HTTPS and Redis."""
     policy = manifests["NetworkPolicy"]["spec"]
     ingress = [
         (p["protocol"], p["port"]) for r in policy["ingress"] for p in r["ports"]
@@ -551,7 +610,7 @@ def test_network_policy_admits_only_the_service_port(
 
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     assert ingress == [("TCP", settings.port)]
-    assert egress == {("UDP", 53), ("TCP", 53), ("TCP", 443)}
+    assert egress == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6379)}
 
 
 def test_pod_invites_prometheus_to_scrape_metrics(

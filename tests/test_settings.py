@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -162,3 +164,97 @@ def test_service_module_exits_with_the_problems_on_bad_settings() -> None:
     assert finished.returncode == 2
     assert "USER_ROLE_ARN is required" in finished.stderr
     assert "at least 32 bytes" in finished.stderr
+
+
+def _cache_key_text() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def test_settings_from_environ_leaves_redis_off_by_default() -> None:
+    """Without REDIS_URL every replica keeps to its own caches."""
+    settings = Settings.from_environ(_VALID)
+
+    assert settings.redis_url is None
+    assert settings.cache_encryption_keys == ()
+    assert settings.redis_timeout_seconds == 0.2
+
+
+def test_settings_from_environ_reads_redis_and_rotating_keys() -> None:
+    """Keys are read in order, padded or not; the first one is the writing key."""
+    first, second = _cache_key_text(), _cache_key_text().rstrip("=")
+
+    settings = Settings.from_environ(
+        {
+            **_VALID,
+            "REDIS_URL": "rediss://:password@redis.example.internal:6379/0",
+            "CACHE_ENCRYPTION_KEYS": f"{first}, {second}",
+            "REDIS_TIMEOUT_SECONDS": "0.5",
+        }
+    )
+
+    assert settings.cache_encryption_keys == (
+        base64.urlsafe_b64decode(first),
+        base64.urlsafe_b64decode(second + "="),
+    )
+    assert settings.redis_url == "rediss://:password@redis.example.internal:6379/0"
+    assert settings.redis_timeout_seconds == 0.5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"CACHE_ENCRYPTION_KEYS": None}, "CACHE_ENCRYPTION_KEYS is required"),
+        ({"CACHE_ENCRYPTION_KEYS": "c2hvcnQ"}, "key 1 is not 32 bytes in base64url"),
+        ({"CACHE_ENCRYPTION_KEYS": "A" * 42 + "B"}, "key 1 is not 32 bytes"),
+        ({"CACHE_ENCRYPTION_KEYS": "+" * 43}, "key 1 is not 32 bytes"),
+        ({"REDIS_URL": "http://redis.example.internal"}, "REDIS_URL must be a redis"),
+        ({"REDIS_URL": "redis://"}, "REDIS_URL must be a redis"),
+        ({"REDIS_LOCK_SECONDS": "10"}, "less than SIGN_IN_DEADLINE_SECONDS"),
+        ({"REDIS_TIMEOUT_SECONDS": "0"}, "between 0.01 and 5.0"),
+        ({"REDIS_BREAKER_FAILURES": "0"}, "between 1 and 1000"),
+    ],
+)
+def test_settings_from_environ_refuses_bad_redis_settings(
+    overrides: dict[str, str | None], expected: str
+) -> None:
+    """Each invalid Redis setting is named in the error, never the key itself."""
+    key = _cache_key_text()
+    environ = {
+        **_VALID,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "CACHE_ENCRYPTION_KEYS": key,
+        **overrides,
+    }
+    clean = {name: value for name, value in environ.items() if value is not None}
+
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_environ(clean)
+
+    assert expected in str(raised.value)
+    assert key not in str(raised.value)
+
+
+def test_settings_from_environ_refuses_a_key_listed_twice() -> None:
+    """A repeated key is a copy-paste slip, not a rotation."""
+    key = _cache_key_text()
+
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_environ({**_VALID, "CACHE_ENCRYPTION_KEYS": f"{key},{key}"})
+
+    assert raised.value.problems == ["CACHE_ENCRYPTION_KEYS: key 2 is listed twice"]
+
+
+def test_settings_repr_hides_redis_password_and_keys() -> None:
+    """Neither the Redis URL, which may hold a password, nor a key is printed."""
+    key = _cache_key_text()
+    settings = Settings.from_environ(
+        {
+            **_VALID,
+            "REDIS_URL": "rediss://:hunter2-hunter2@redis.example.internal:6379",
+            "CACHE_ENCRYPTION_KEYS": key,
+        }
+    )
+
+    assert "hunter2" not in repr(settings)
+    assert key not in repr(settings)
+    assert repr(base64.urlsafe_b64decode(key)) not in repr(settings)
