@@ -26,6 +26,13 @@ def main() -> int:
         # Found at startup, by asking AWS: still the operator's to fix.
         print(error, file=sys.stderr)  # noqa: T201 -- the same message as above
         return 2
+    except OSError as error:
+        # Most often the port is taken; a traceback would bury that.
+        print(  # noqa: T201 -- logging may not reach a person here
+            f"cannot listen on {settings.host}:{settings.port}: {error.strerror}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

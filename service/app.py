@@ -122,7 +122,8 @@ def _allow_browser_origins(
     options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]  # aiohttp-cors has no annotations on this class
         allow_credentials=False,
         allow_headers=("Authorization", "Content-Type", "X-Request-ID"),
-        expose_headers=("X-Request-ID",),
+        # Browser code must see why it was refused and when to retry.
+        expose_headers=("X-Request-ID", "Retry-After", "WWW-Authenticate"),
         allow_methods=("POST",),
         max_age=600,
     )
@@ -155,6 +156,7 @@ async def _identity_provider_keys(app: web.Application) -> AsyncIterator[None]:
         refreshing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refreshing
+        await jwks.aclose()
 
 
 async def _shared_cache(app: web.Application) -> AsyncIterator[None]:

@@ -240,7 +240,7 @@ class AwsGate:
             return AwsUnavailableError("AWS is failing; retry shortly")
 
         self._log_configuration_error(api, code, error)
-        return AwsConfigurationError("the service cannot reach AWS as configured")
+        return AwsConfigurationError("AWS refused the service's configuration")
 
     def _translate_transport(
         self, api: str, error: BotoCoreError | TimeoutError
@@ -252,7 +252,7 @@ class AwsGate:
         retryable = (ConnectionError, ConnectionClosedError, HTTPClientError)
         if not isinstance(error, (*retryable, ReadTimeoutError, TimeoutError)):
             self._log_configuration_error(api, type(error).__name__, error)
-            return AwsConfigurationError("the service cannot reach AWS as configured")
+            return AwsConfigurationError("AWS refused the service's configuration")
 
         logger.warning("aws unreachable", api=api, error=type(error).__name__)
         return AwsUnavailableError("AWS did not answer; retry shortly")

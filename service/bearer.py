@@ -6,6 +6,7 @@ end up in proxy logs and browser history, so they are refused, not read.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from aiohttp import hdrs, web
@@ -16,6 +17,10 @@ __all__ = ["MAX_AUTHORIZATION_LENGTH", "bearer_token"]
 
 MAX_AUTHORIZATION_LENGTH: Final = 8192
 """Longer headers are refused before any parsing; real JWTs are a few KiB at most."""
+
+_SCHEME = re.compile(r"\S+")
+# RFC 6750, 2.1: the scheme, one or more spaces, one token without white space.
+_BEARER_CREDENTIALS = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +(\S+)")
 
 
 def bearer_token(request: web.Request) -> str:
@@ -29,15 +34,15 @@ def bearer_token(request: web.Request) -> str:
     if len(values) > 1:
         raise InvalidRequestError("send exactly one Authorization header")
 
-    value = values[0]
+    value = values[0].strip()
     if len(value) > MAX_AUTHORIZATION_LENGTH:
         raise InvalidRequestError("the Authorization header is too large")
 
-    scheme, _, credentials = value.strip().partition(" ")
-    if scheme.lower() != "bearer":
+    scheme = _SCHEME.match(value)
+    if scheme is None or scheme[0].lower() != "bearer":
         raise AuthenticationRequiredError("sign-in needs a bearer token")
 
-    token = credentials.strip()
-    if not token or " " in token or "\t" in token:
+    credentials = _BEARER_CREDENTIALS.fullmatch(value)
+    if credentials is None:
         raise InvalidRequestError("the Authorization header is malformed")
-    return token
+    return credentials[1]

@@ -210,7 +210,7 @@ class AppInstanceUsers:
         # The IAM policy matches the ARN's last segment against the session tag.
         if arn != self._user_arn(chime_id):
             logger.error("unexpected AppInstanceUser ARN", arn=arn)
-            raise AwsConfigurationError("the service cannot reach AWS as configured")
+            raise AwsConfigurationError("AWS refused the service's configuration")
 
 
 def _user_to_bytes(user: AppInstanceUser) -> bytes:

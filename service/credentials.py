@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -64,8 +65,14 @@ class Credentials:
     @property
     def expiration_iso(self) -> str:
         """The expiry as ISO-8601 UTC, the way the AWS SDKs for JavaScript read it."""
-        moment = datetime.fromtimestamp(self.expiration, UTC)
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _iso_utc(self.expiration)
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_utc(moment: float) -> str:
+    # Returning users are answered with the same expiry again and again; the
+    # formatting is done once per expiry, in a bounded cache, not per user.
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclasses.dataclass(slots=True)

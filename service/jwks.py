@@ -12,6 +12,7 @@ next successful refresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -112,6 +113,13 @@ class JwksKeySource:
             delay = RETRY_MIN_SECONDS
             await asyncio.sleep(wait)
 
+    async def aclose(self) -> None:
+        """Stop a fetch still running, at shutdown."""
+        if self._fetching is not None and not self._fetching.done():
+            self._fetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, JwksError):
+                await self._fetching
+
     def _lookup(self, kid: str | None) -> VerificationKey | None:
         if not self.ready:
             return None
@@ -124,6 +132,8 @@ class JwksKeySource:
         if self._fetching is None or self._fetching.done():
             self._last_attempt = self._clock()
             self._fetching = asyncio.ensure_future(self._fetch())
+            # Seen here, so a failure nobody waited for is not reported as lost.
+            self._fetching.add_done_callback(_retrieve)
         return self._fetching
 
     async def _fetch(self) -> float:
@@ -182,6 +192,11 @@ class JwksKeySource:
             if key is not None and (kid is None or isinstance(kid, str)):
                 keys[kid] = key
         return keys
+
+
+def _retrieve(task: asyncio.Task[float]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:

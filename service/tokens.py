@@ -9,8 +9,10 @@ id must be a non-empty string. Whatever a token holds, verifying it ends in a
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import json
 import math
 import re
 import time
@@ -200,7 +202,9 @@ class TokenVerifier:
         for claim in _TIME_CLAIMS:
             value = claims.get(claim)
             if claim in claims and not _is_numeric_date(value):
-                raise InvalidTokenError(f"the token's {claim} claim is not a number")
+                raise InvalidTokenError(
+                    f"the token's {claim} claim is not a valid time"
+                )
         return claims
 
     def _check_time(self, claims: Mapping[str, Any]) -> None:
@@ -283,16 +287,28 @@ def _is_numeric_date(value: object) -> bool:
     I-JSON (RFC 7493) numbers: finite, and integers within a double's exact
     range. Python would happily compare 10**400 or `Infinity`, and never expire.
     """
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    if isinstance(value, int):
-        return abs(value) <= _MAX_EXACT_INTEGER
-    return isinstance(value, float) and math.isfinite(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    # Beyond 2**53 seconds (285 million years) a time is not a time: it would
+    # make a token that never expires. (An int is compared exactly, never cast.)
+    return abs(value) <= _MAX_EXACT_INTEGER
 
 
 def _unverified_header(token: str) -> dict[str, Any]:
+    """Read the JOSE header alone, to choose the key; PyJWT checks it all later.
+
+    `jwt.get_unverified_header` decodes every segment, which PyJWT's decode then
+    does again; the header segment is all that is needed here.
+    """
+    segment, separator, _ = token.partition(".")
+    if not separator:
+        raise InvalidTokenError("the token is malformed")
+
     try:
-        header = jwt.get_unverified_header(token)
+        padded = segment + "=" * (-len(segment) % 4)
+        header = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except Exception:  # noqa: BLE001 -- any input, any library: a 401
         raise InvalidTokenError("the token is malformed") from None
     if not isinstance(header, dict):

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from standin.local_config import KEY_DIRECTORY, LOCAL_ENV_FILE, read_env_file
+from standin.local_config import KEY_DIRECTORY, local_settings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     arguments = parser.parse_args(argv)
 
-    settings = read_env_file(LOCAL_ENV_FILE)
+    settings = local_settings()
     provider = LocalIdentityProvider.from_key_directory(issuer=settings["JWT_ISSUER"])
     audience = settings["JWT_AUDIENCE"].split(",")[0].strip()
 

@@ -42,7 +42,7 @@ SHUTDOWN_MARGIN_SECONDS: Final = 10
 # context: they hold environments, local keys, history, or code for tests only.
 LOCAL_ONLY_PATHS: Final = (
     ".venv/bin/python",
-    ".local/identity-provider-key.pem",
+    ".local/idp-signing-key.pem",
     ".git/HEAD",
     ".mypy_cache/3.11/service/app.data.json",
     ".pytest_cache/v/cache/lastfailed",
