@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run token test lint format lock clean
+.PHONY: run token test lint format lock loadtest bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ lint: $(INSTALLED)
 format: $(INSTALLED)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## loadtest: 20 s of the mixed Locust scenario against a local stand-in and service (SCENARIO=warm|storm|mixed|fault)
+loadtest: $(INSTALLED)
+	$(BIN)/python -m loadtest $(if $(SCENARIO),--scenario $(SCENARIO))
+
+## bench: every benchmark figure, about 7 minutes (installs wrk with apt-get if missing); rewrites BENCHMARKS.md's table
+bench: $(INSTALLED)
+	$(BIN)/python -m bench
 
 ## lock: regenerate requirements.lock (the image's pins, with hashes); UPGRADE=1 bumps them
 lock:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 _LOOPBACK: Final = "127.0.0.1"
 _SHUTDOWN_TIMEOUT_SECONDS: Final = 5.0
+ANNOUNCEMENT: Final = "standin listening on "
 
 _FAULT_HELP: Final = (
     "API:key=value[,key=value...] with API one of "
@@ -96,9 +97,20 @@ def state_from_arguments(arguments: argparse.Namespace) -> StandinState:
 
 
 async def serve(state: StandinState, host: str, port: int) -> None:
-    """Serve until SIGINT or SIGTERM, announcing the bound address first."""
+    """Serve the stand-in until SIGINT or SIGTERM."""
+    await serve_until_signalled(create_standin_app(state), host, port)
+
+
+async def serve_until_signalled(
+    app: web.Application, host: str, port: int, *, announce: str = ANNOUNCEMENT
+) -> None:
+    """Serve `app` until SIGINT or SIGTERM, first printing the bound address.
+
+    The line on stdout (`announce` and the URL) is what scripts wait for; the
+    local load test and the benchmark's peers serve their apps this way too.
+    """
     runner = web.AppRunner(
-        create_standin_app(state), shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS
+        app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS
     )
     await runner.setup()
 
@@ -107,7 +119,7 @@ async def serve(state: StandinState, host: str, port: int) -> None:
 
     bound_host, bound_port = runner.addresses[0][:2]
     display_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    sys.stdout.write(f"standin listening on http://{display_host}:{bound_port}\n")
+    sys.stdout.write(f"{announce}http://{display_host}:{bound_port}\n")
     sys.stdout.flush()
 
     stop = asyncio.Event()
