@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -86,3 +87,31 @@ async def eventually(
             return
         await asyncio.sleep(pause)
     raise AssertionError("the condition never held")
+
+
+def service_environment(
+    aws_endpoint: str, secret: str, port: int, **overrides: str
+) -> dict[str, str]:
+    """The environment of a real `python -m service` process in a test.
+
+    HS256 on loopback, AWS at `aws_endpoint` with the stand-in's dummy keys, and
+    nothing of this machine's own AWS configuration.
+    """
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "USER_ROLE_ARN": ROLE_ARN,
+        "CHIME_APP_INSTANCE_ARN": APP_INSTANCE_ARN,
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        "JWT_SECRET": secret,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "LOG_FORMAT": "json",
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_ACCESS_KEY_ID": "tests-standin",
+        "AWS_SECRET_ACCESS_KEY": "tests-standin-not-a-secret",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        **overrides,
+    }

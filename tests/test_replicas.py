@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import secrets
 import sys
 from collections import Counter
@@ -23,15 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.credentials import USER_TAG
 from standin.faults import FaultSpec, FixedLatency
-from tests.support import (
-    APP_INSTANCE_ARN,
-    AUDIENCE,
-    ISSUER,
-    ROLE_ARN,
-    bearer,
-    eventually,
-    hs256_token,
-)
+from tests.support import bearer, eventually, hs256_token, service_environment
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -96,25 +87,13 @@ class Deployment:
 def _environment(
     standin: Standin, secret: str, port: int, redis: RedisServer | None, key: bytes
 ) -> dict[str, str]:
-    environment = {
-        "PATH": os.environ.get("PATH", ""),
-        "USER_ROLE_ARN": ROLE_ARN,
-        "CHIME_APP_INSTANCE_ARN": APP_INSTANCE_ARN,
-        "JWT_ISSUER": ISSUER,
-        "JWT_AUDIENCE": AUDIENCE,
-        "JWT_SECRET": secret,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "SHUTDOWN_DRAIN_SECONDS": "0",
-        "SIGN_IN_DEADLINE_SECONDS": str(_DEADLINE_SECONDS),
-        "LOG_FORMAT": "json",
-        "AWS_ENDPOINT_URL": standin.url,
-        "AWS_ACCESS_KEY_ID": "tests-standin",
-        "AWS_SECRET_ACCESS_KEY": "tests-standin-not-a-secret",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+    environment = service_environment(
+        standin.url,
+        secret,
+        port,
+        SHUTDOWN_DRAIN_SECONDS="0",
+        SIGN_IN_DEADLINE_SECONDS=str(_DEADLINE_SECONDS),
+    )
     if redis is not None:
         environment |= {
             "REDIS_URL": redis.url,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -12,15 +11,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp.test_utils import unused_port
 
-from tests.support import (
-    APP_INSTANCE_ARN,
-    AUDIENCE,
-    ISSUER,
-    ROLE_ARN,
-    bearer,
-    eventually,
-    hs256_token,
-)
+from tests.support import bearer, eventually, hs256_token, service_environment
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,27 +19,6 @@ if TYPE_CHECKING:
     from tests.conftest import Standin
 
 _CONCURRENT_CLIENTS = 16
-
-
-def _service_environment(standin: Standin, secret: str, port: int) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "USER_ROLE_ARN": ROLE_ARN,
-        "CHIME_APP_INSTANCE_ARN": APP_INSTANCE_ARN,
-        "JWT_ISSUER": ISSUER,
-        "JWT_AUDIENCE": AUDIENCE,
-        "JWT_SECRET": secret,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "SHUTDOWN_DRAIN_SECONDS": "1",
-        "LOG_FORMAT": "json",
-        "AWS_ENDPOINT_URL": standin.url,
-        "AWS_ACCESS_KEY_ID": "tests-standin",
-        "AWS_SECRET_ACCESS_KEY": "tests-standin-not-a-secret",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
 
 
 async def test_sigterm_under_load_fails_no_request(
@@ -65,7 +35,9 @@ async def test_sigterm_under_load_fails_no_request(
         sys.executable,
         "-m",
         "service",
-        env=_service_environment(standin, hs256_secret, port),
+        env=service_environment(
+            standin.url, hs256_secret, port, SHUTDOWN_DRAIN_SECONDS="1"
+        ),
         stdout=log,
         stderr=log,
     )
