@@ -35,9 +35,9 @@ format: $(INSTALLED)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## loadtest: 20 s of the mixed Locust scenario against a local stand-in and service (SCENARIO=warm|storm|mixed|fault)
+## loadtest: 20 s of the mixed Locust scenario against a local stand-in and service (SCENARIO=warm|storm|mixed|fault, REPLICAS=N, REDIS=1)
 loadtest: $(INSTALLED)
-	$(BIN)/python -m loadtest $(if $(SCENARIO),--scenario $(SCENARIO))
+	$(BIN)/python -m loadtest $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(REDIS),--redis)
 
 ## bench: every benchmark figure, about 7 minutes (installs wrk with apt-get if missing); rewrites BENCHMARKS.md's table
 bench: $(INSTALLED)

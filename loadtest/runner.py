@@ -2,9 +2,15 @@
 
 Without `--host`, it starts the stand-in and the service (`config/local.env`) on
 free loopback ports (`PORT` in the environment picks the service's), runs the
-scenario against them and stops them. With `--host`, it loads that service and
-no other: name only one you run yourself. Locust runs as its own process, or as
-a master with `--workers` worker processes, all on this machine.
+scenario against them and stops them. `--replicas N` starts N services on the
+one stand-in, each Locust user loading one of them, and `--redis` has them share
+a Redis started for the run; AWS calls are then summed over every replica.
+`--compare-replicas N` runs a short storm on 1 and N replicas, with and without
+Redis, and tabulates the AWS calls per sign-in (see `loadtest.compare`).
+
+With `--host`, it loads that service and no other: name only one you run
+yourself. Locust runs as its own process, or as a master with `--workers`
+worker processes, all on this machine.
 
 Everything lands in `--output-dir`: `<scenario>.html` (Locust's report),
 `<scenario>-summary.json` and `.txt`, and the logs of every process.
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -22,13 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from loadtest.aws_calls import per_sign_in, read_counters
-from loadtest.local_stack import LOOPBACK, free_port, running_local_stack
+from loadtest.compare import compare_replicas, render_comparison
+from loadtest.local_stack import LOOPBACK, Replicas, free_port, running_local_stack
 from loadtest.summary import Summary, render, summarize
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-__all__ = ["main", "run"]
+__all__ = ["build_parser", "main", "run"]
 
 LOCUSTFILE: Final = Path(__file__).resolve().parent / "locustfile.py"
 REPOSITORY: Final = LOCUSTFILE.parent.parent
@@ -68,6 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=0, help="run distributed with this many workers"
     )
     parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="service replicas on the one stand-in (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="start a Redis and let every replica share it",
+    )
+    parser.add_argument(
+        "--compare-replicas",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run a short storm on 1 and N replicas, with and without Redis, "
+        "and tabulate AWS calls per sign-in",
+    )
+    parser.add_argument(
         "--host",
         default=None,
         help="a running service to load instead of a local one; only your own",
@@ -96,18 +123,21 @@ def run(arguments: argparse.Namespace) -> Summary:
     output_dir: Path = arguments.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    with _target(arguments) as (service_url, standin_url):
-        before = read_counters(service_url, standin_url)
-        record = _run_locust(arguments, service_url, standin_url)
-        after = read_counters(service_url, standin_url)
+    with _target(arguments) as (service_urls, standin_url):
+        before = read_counters(service_urls, standin_url)
+        record = _run_locust(arguments, service_urls, standin_url)
+        after = read_counters(service_urls, standin_url)
 
     successes = int(record["requests"]) - int(record["failures"])
     summary = summarize(
         record,
         per_sign_in(before, after, load_successes=successes),
-        target=service_url,
+        target=service_urls[0],
         run_time=arguments.run_time,
         html_report=str(output_dir / f"{arguments.scenario}.html"),
+    )
+    summary = dataclasses.replace(
+        summary, replicas=len(service_urls), redis=bool(arguments.redis)
     )
 
     stem = output_dir / f"{arguments.scenario}-summary"
@@ -122,8 +152,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     if arguments.host and arguments.scenario == "fault" and not arguments.standin_url:
         parser.error("the fault scenario against --host needs its --standin-url")
+    if arguments.host and (arguments.replicas != 1 or arguments.redis):
+        parser.error("--replicas and --redis start a local setup: not with --host")
+    if arguments.host and arguments.compare_replicas:
+        parser.error("--compare-replicas starts local setups: not with --host")
+    if arguments.replicas < 1 or arguments.compare_replicas < 0:
+        parser.error("--replicas must be 1 or more, --compare-replicas 2 or more")
+    if arguments.compare_replicas == 1:
+        parser.error("--compare-replicas compares 1 replica with 2 or more")
     if arguments.locust_arguments[:1] == ["--"]:
         arguments.locust_arguments = arguments.locust_arguments[1:]
+
+    if arguments.compare_replicas:
+        comparison = compare_replicas(arguments, run)
+        sys.stdout.write(render_comparison(comparison))
+        return 0
 
     summary = run(arguments)
     sys.stdout.write(render(summary))
@@ -131,18 +174,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _target(arguments: argparse.Namespace) -> Iterator[tuple[str, str | None]]:
-    """Yield the service and stand-in URLs: the ones named, or a local stack's."""
+def _target(
+    arguments: argparse.Namespace,
+) -> Iterator[tuple[tuple[str, ...], str | None]]:
+    """Yield the services' and stand-in's URLs: the ones named, or a local stack's."""
     if arguments.host is not None:
-        yield arguments.host.rstrip("/"), arguments.standin_url
+        yield (arguments.host.rstrip("/"),), arguments.standin_url
         return
 
-    with running_local_stack(arguments.output_dir / "logs") as stack:
-        yield stack.service_url, stack.standin_url
+    deployment = Replicas(count=arguments.replicas, redis=arguments.redis)
+    with running_local_stack(
+        arguments.output_dir / "logs", replicas=deployment
+    ) as stack:
+        yield stack.service_urls, stack.standin_url
 
 
 def _run_locust(
-    arguments: argparse.Namespace, service_url: str, standin_url: str | None
+    arguments: argparse.Namespace,
+    service_urls: Sequence[str],
+    standin_url: str | None,
 ) -> dict[str, Any]:
     """Run Locust (and its workers) to the end; return the locustfile's record."""
     output_dir: Path = arguments.output_dir
@@ -168,7 +218,7 @@ def _run_locust(
         "--run-time",
         arguments.run_time,
         "--host",
-        service_url,
+        service_urls[0],
         "--html",
         str(output_dir / f"{arguments.scenario}.html"),
         "--scenario",
@@ -177,6 +227,7 @@ def _run_locust(
         str(record_file),
         *(["--population", str(arguments.population)] if arguments.population else []),
         *(["--standin-url", standin_url] if standin_url else []),
+        *(["--replica-hosts", ",".join(service_urls)] if len(service_urls) > 1 else []),
         *arguments.locust_arguments,
     ]
     deadline = _seconds(arguments.run_time) + _GRACE_SECONDS

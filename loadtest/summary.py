@@ -45,6 +45,8 @@ class Summary:
     throughput_per_second: float
     aws_calls: dict[str, Any]
     html_report: str
+    replicas: int = 1
+    redis: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Return the summary as a JSON-ready dict."""
@@ -124,10 +126,13 @@ def render(summary: Summary) -> str:
     latency = ", ".join(
         f"{name} {_number(value)} ms" for name, value in summary.latency_ms.items()
     )
+    deployment = ""
+    if summary.replicas > 1 or summary.redis:
+        deployment = f" ({summary.replicas} replicas, {_redis(summary.redis)})"
     lines = [
         (
             f"scenario      {summary.scenario}, {summary.users} users, "
-            f"{summary.run_time} against {summary.target}"
+            f"{summary.run_time} against {summary.target}{deployment}"
         ),
         f"requests      {summary.requests}",
         f"succeeded     {summary.successes}",
@@ -138,9 +143,30 @@ def render(summary: Summary) -> str:
             f"{summary.elapsed_seconds} s"
         ),
         f"AWS calls     {_aws_line(summary.aws_calls)}",
+        *_replica_lines(summary.aws_calls),
         f"report        {summary.html_report}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _redis(on: bool) -> str:
+    """Say whether the replicas shared a Redis."""
+    return "sharing one Redis" if on else "no Redis"
+
+
+def _replica_lines(aws: Mapping[str, Any]) -> list[str]:
+    """Show each replica's share of the AWS calls, when there are several."""
+    replicas = aws.get("replicas") or []
+    if len(replicas) < 2:
+        return []
+
+    return [
+        (
+            f"  replica     {replica['url']}: {_number(replica['aws_calls'])} calls, "
+            f"{_number(replica['successful_sign_ins'])} sign-ins"
+        )
+        for replica in replicas
+    ]
 
 
 def _aws_line(aws: Mapping[str, Any]) -> str:
