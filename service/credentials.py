@@ -44,8 +44,6 @@ __all__ = ["USER_TAG", "CacheStats", "Credentials", "CredentialsCache"]
 
 logger = structlog.get_logger(__name__)
 
-_NO_ANSWER_IN_TIME = "AWS did not answer in time; retry shortly"
-
 USER_TAG = "UserUUID"
 """The session tag the role's IAM policy reads as `${aws:PrincipalTag/UserUUID}`."""
 
@@ -159,7 +157,7 @@ class CredentialsCache:
         except (AwsUnavailableError, TimeoutError) as error:
             if cached is None or cached.expiration - self._clock() < self._stale_min:
                 if isinstance(error, TimeoutError):
-                    raise AwsUnavailableError(_NO_ANSWER_IN_TIME) from None
+                    raise AwsUnavailableError.timed_out() from None
                 raise
 
         self.stats.stale_served += 1

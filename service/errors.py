@@ -54,6 +54,11 @@ class AwsUnavailableError(SignInError):
         super().__init__(detail)
         self.retry_after_seconds = retry_after_seconds
 
+    @classmethod
+    def timed_out(cls) -> AwsUnavailableError:
+        """Build the answer for a sign-in whose deadline passed before AWS answered."""
+        return cls("AWS did not answer in time; retry shortly")
+
 
 class AwsConfigurationError(SignInError):
     """AWS refused the request as configured; a person must fix the deployment."""

@@ -90,7 +90,7 @@ async def _by(deadline: float, pending: Awaitable[_T]) -> _T:
         async with asyncio.timeout_at(deadline):
             return await pending
     except TimeoutError:
-        raise AwsUnavailableError("AWS did not answer in time; retry shortly") from None
+        raise AwsUnavailableError.timed_out() from None
 
 
 def _given(value: _T | None) -> Awaitable[_T] | None:

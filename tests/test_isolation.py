@@ -30,6 +30,7 @@ from standin.faults import FaultSpec, FixedLatency, UniformLatency
 from tests.support import (
     APP_INSTANCE_ARN,
     Client,
+    FakeClock,
     bearer,
     eventually,
     hs256_token,
@@ -155,17 +156,6 @@ async def test_isolation_of_two_thousand_concurrent_users(
     assert len(set(keys)) == len(subjects)
     assert standin.state.call_count("AssumeRole") == len(subjects)
     assert standin.state.call_count("CreateAppInstanceUser") == len(subjects)
-
-
-class FakeClock:
-    """Wall-clock time that moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        """Return the time the test set."""
-        return self.now
 
 
 async def test_isolation_holds_while_aws_throttles_and_stale_credentials_are_served(

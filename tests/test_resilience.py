@@ -35,6 +35,7 @@ from tests.support import (
     APP_INSTANCE_ARN,
     ROLE_ARN,
     Client,
+    FakeClock,
     bearer,
     eventually,
     hs256_token,
@@ -662,17 +663,6 @@ def _assert_misconfigured(reply: Reply) -> None:
 
 
 # Stale-if-error when STS is slow rather than failing -------------------------------
-
-
-class FakeClock:
-    """Wall-clock time that moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        """Return the time the test set."""
-        return self.now
 
 
 async def test_stale_credentials_are_served_when_sts_hangs_past_the_deadline(
