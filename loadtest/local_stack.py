@@ -32,7 +32,12 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from loadtest.standin_server import JWKS_PATH
-from standin.local_config import KEY_DIRECTORY, LOCAL_ENV_FILE, read_env_file
+from standin.local_config import (
+    KEY_DIRECTORY,
+    LOCAL_ENV_FILE,
+    inherited_environment,
+    read_env_file,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -59,11 +64,6 @@ _POLL_INTERVAL_SECONDS: Final = 0.005
 _STOP_TIMEOUT_SECONDS: Final = 10.0
 _LOG_TAIL_BYTES: Final = 2000
 
-# Never inherited by the service: it talks to the stand-in on loopback only.
-_DROPPED_PREFIXES: Final = ("AWS_",)
-_DROPPED_NAMES: Final = frozenset(
-    {"http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}
-)
 # Our own probes go straight to loopback, whatever proxy the shell names.
 _DIRECT: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # Settings of `config/local.env` that describe the launcher, not the service.
@@ -169,11 +169,7 @@ def local_service_environment(
 ) -> dict[str, str]:
     """Build the service's environment: `config/local.env` aimed at the stand-in."""
     settings = read_env_file(LOCAL_ENV_FILE)
-    inherited = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(_DROPPED_PREFIXES) and name not in _DROPPED_NAMES
-    }
+    inherited = inherited_environment()
     for name in (*_LAUNCHER_SETTINGS, *_REDIS_SETTINGS):
         settings.pop(name, None)
         inherited.pop(name, None)

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from standin.app import create_standin_app
 from standin.identity_provider import LocalIdentityProvider
-from standin.local_config import KEY_DIRECTORY, local_settings
+from standin.local_config import KEY_DIRECTORY, inherited_environment, local_settings
 from standin.state import StandinState
 
 JWKS_PATH: Final = "/local-idp/jwks.json"
@@ -32,19 +32,11 @@ _READY_ATTEMPTS: Final = 300
 _READY_PAUSE_SECONDS: Final = 0.1
 _PR_SET_PDEATHSIG: Final = 1
 
-# The caller's AWS variables never reach the child: it talks to the stand-in only.
-_DROPPED_PREFIXES: Final = ("AWS_",)
-
 
 def service_environment(settings: dict[str, str]) -> dict[str, str]:
-    """Build the child's environment: the caller's, minus AWS, plus local settings."""
-    kept = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(_DROPPED_PREFIXES)
-    }
+    """Build the child's environment: what it inherits, plus the local settings."""
     return {
-        **kept,
+        **inherited_environment(),
         **settings,
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,

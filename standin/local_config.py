@@ -21,6 +21,7 @@ __all__ = [
     "KEY_DIRECTORY",
     "LOCAL_ENV_FILE",
     "OVERRIDABLE",
+    "inherited_environment",
     "local_settings",
     "read_env_file",
 ]
@@ -29,6 +30,13 @@ REPOSITORY: Final = Path(__file__).resolve().parent.parent
 LOCAL_ENV_FILE: Final = REPOSITORY / "config" / "local.env"
 KEY_DIRECTORY: Final = REPOSITORY / ".local"
 OVERRIDABLE: Final = ("PORT", "STANDIN_PORT")
+
+# A local service talks to the stand-in on loopback only: the caller's AWS
+# settings (real credentials among them) and proxies never reach it.
+_NOT_INHERITED_PREFIXES: Final = ("AWS_",)
+_NOT_INHERITED_NAMES: Final = frozenset(
+    {"http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}
+)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -62,3 +70,13 @@ def local_settings(
         settings = {name: value.replace(old, new) for name, value in settings.items()}
         settings["STANDIN_PORT"] = new_port
     return settings
+
+
+def inherited_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Return what a local service process keeps of the caller's environment."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith(_NOT_INHERITED_PREFIXES)
+        and name not in _NOT_INHERITED_NAMES
+    }
